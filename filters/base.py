@@ -1,0 +1,69 @@
+"""The contract every filter follows: annotate (compute signals) then decide (apply thresholds).
+
+Computing and deciding are separate so that a user can change thresholds and re-decide from the
+stored signals (`python -m pipeline.refilter`) without running any model again (the dolma way).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+
+class FilterParams(BaseModel):
+    """Base of every filter's parameters: unknown keys are refused, values are type-checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = True
+
+
+@dataclass
+class Document:
+    """One extracted web document travelling through the filters."""
+
+    doc_id: str
+    text: str
+    url: str = ""
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
+class DocFilter:
+    """One block of the curation chain.
+
+    Subclasses set `name`, `Params` and implement `signal_schema`, `annotate` and `decide`.
+    `annotate` may rewrite `doc.text` (PII masking does) and must add exactly the fields of
+    `signal_schema()` to `doc.signals`. `decide` looks only at signals, so it also works on
+    signals read back from Parquet. Models load lazily in `annotate`, never in `__init__`, so that
+    building a filter to re-decide is cheap.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[FilterParams]] = FilterParams
+
+    def __init__(self, params: FilterParams | Mapping[str, Any] | None = None) -> None:
+        if params is None:
+            params = self.Params()
+        elif not isinstance(params, FilterParams):
+            params = self.Params(**params)
+        self.params = params
+
+    def signal_schema(self) -> list[pa.Field]:
+        """The Parquet columns this filter adds (stable across documents and files)."""
+        raise NotImplementedError
+
+    def annotate(self, doc: Document) -> None:
+        """Compute this filter's signals into `doc.signals` (may rewrite `doc.text`)."""
+        raise NotImplementedError
+
+    def decide(self, signals: Mapping[str, Any]) -> str | None:
+        """None to keep, else the removal reason, e.g. `"gopher:word_count"`."""
+        raise NotImplementedError
+
+    def filter(self, doc: Document) -> tuple[bool, str | None]:
+        """Annotate then decide, datatrove style: `(keep, reason)`."""
+        self.annotate(doc)
+        reason = self.decide(doc.signals)
+        return reason is None, reason

@@ -1,0 +1,232 @@
+"""The run configuration: YAML -> typed, validated objects, refused before any work starts.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key fails with its key
+path and the closest valid name. `--set a.b=value` overrides are applied to the raw YAML first and
+validated with it. `config_hash` identifies what a run's outputs depend on (resume refuses to mix).
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from filters import FILTERS, FilterParams, filter_class
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(Section):
+    name: str = "sieve"
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the embedded Ray (None: all)")
+    max_in_flight: int | None = Field(None, ge=1, description="WARC tasks in flight (None: 2 x CPUs)")
+    ray_address: str | None = Field(None, description="Join this Ray cluster (also RAY_ADDRESS)")
+    task_memory_mb: int | None = Field(None, ge=64, description="Memory Ray reserves per WARC task")
+    seed: int = 0
+    progress: bool = True
+
+
+class InputSection(Section):
+    paths: list[str] = Field(default_factory=list, description="Local paths, globs, https:// or s3:// URLs")
+    paths_listing: str | None = Field(None, description="A Common Crawl warc.paths(.gz) listing")
+    base_url: str = "https://data.commoncrawl.org/"
+    limit: int | None = Field(None, ge=1, description="Use only the first N input files")
+    max_record_bytes: int = Field(50_000_000, ge=1024, description="Larger records are skipped (counted)")
+    retries: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (s3 endpoint, ...)")
+
+    @model_validator(mode="after")
+    def _some_input(self) -> "InputSection":
+        if not self.paths and not self.paths_listing:
+            raise ValueError("give input.paths or input.paths_listing")
+        return self
+
+
+class ExtractSection(Section):
+    main_content: bool = True
+    min_chars: int = Field(1, ge=0, description="Documents with less extracted text are removed as empty")
+    html_types: list[str] = Field(
+        default_factory=lambda: ["text/html", "application/xhtml+xml"],
+        description="HTTP content types treated as HTML",
+    )
+
+
+class NearDedupSection(Section):
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity for near-duplicates")
+    num_bands: int | None = Field(None, ge=1, description="LSH bands (None: optimised for threshold)")
+    rows_per_band: int | None = Field(None, ge=1)
+    partitions: int = Field(4, ge=1, description="Ray shuffle partitions for band buckets")
+    verify: bool = Field(True, description="Check candidate pairs before they become edges")
+    survivor: list[Literal["quality", "length", "doc_id"]] = Field(
+        default_factory=lambda: ["quality", "length", "doc_id"],
+        description="Keep one document per cluster: best by these keys in order",
+    )
+    sample_clusters: int = Field(50, ge=0, description="Clusters written to dedup/clusters.jsonl")
+
+
+class LineDedupSection(Section):
+    enabled: bool = True
+    max_repeats: int = Field(10, ge=1, description="Lines seen in more documents than this are removed")
+    min_line_chars: int = Field(10, ge=0, description="Shorter lines are never removed")
+
+
+class DedupSection(Section):
+    enabled: bool = True
+    exact: bool = True
+    by_url: bool = False
+    line: LineDedupSection = Field(default_factory=LineDedupSection)
+    near: NearDedupSection = Field(default_factory=NearDedupSection)
+
+
+class TokenizerSection(Section):
+    enabled: bool = True
+    path: str | None = Field(None, description="Load vocab.json + merges.txt from this directory instead of training")
+    vocab_size: int = Field(8192, ge=257)
+    special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"])
+    train_sample_bytes: int = Field(50_000_000, ge=1, description="Train on at most this much kept text")
+    num_workers: int | None = Field(None, ge=1)
+
+
+class ShardsSection(Section):
+    target_tokens: int = Field(50_000_000, ge=1, description="Tokens per shard (approx.)")
+    seed: int = 0
+
+
+class OutputSection(Section):
+    path: str = "out/run"
+    keep_rejected: bool = Field(True, description="Write removed documents to rejected/ (refilter can loosen)")
+    overwrite: bool = Field(False, description="Start fresh even if the directory holds another config's run")
+
+
+class SieveConfig(Section):
+    run: RunSection = Field(default_factory=RunSection)
+    input: InputSection
+    extract: ExtractSection = Field(default_factory=ExtractSection)
+    filters: dict[str, FilterParams] = Field(default_factory=dict)
+    dedup: DedupSection = Field(default_factory=DedupSection)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    shards: ShardsSection = Field(default_factory=ShardsSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _build_filter_params(cls, raw: Any) -> dict[str, FilterParams]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise ValueError("filters must be a mapping of filter name -> parameters")
+        out: dict[str, FilterParams] = {}
+        for name, params in raw.items():
+            if name not in FILTERS:
+                raise ValueError(f"unknown filter {name!r}{_suggest(name, FILTERS)}")
+            if isinstance(params, FilterParams):
+                out[name] = params
+                continue
+            try:
+                out[name] = filter_class(name).Params(**(params or {}))
+            except ValidationError as exc:
+                raise ValueError(f"filters.{name}: " + _format_errors(exc, filter_class(name).Params)) from None
+        return out
+
+    def hash(self) -> str:
+        """sha256 of what the outputs depend on (not CPU counts, addresses or progress bars)."""
+        data = self.model_dump(mode="json")
+        for key in ("num_cpus", "max_in_flight", "ray_address", "progress", "task_memory_mb"):
+            data["run"].pop(key, None)
+        data["output"].pop("overwrite", None)
+        data["output"].pop("path", None)
+        for key in ("retries", "retry_backoff_s", "storage_options"):
+            data["input"].pop(key, None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid field names of the model found at `loc` (for suggestions)."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            current = ann
+        else:
+            break
+    return list(getattr(current, "model_fields", {}))
+
+
+def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {path!r}{_suggest(loc[-1], _fields_at(model, loc[:-1]))}")
+        else:
+            got = err.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{path}: {err['msg']}{got_s}")
+    return "; ".join(lines)
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to the raw config dict."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+    key, value = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> SieveConfig:
+    try:
+        return SieveConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_errors(exc, SieveConfig)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> SieveConfig:
+    """Read a YAML config, apply `--set` overrides, validate. Raises ConfigError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    return parse_config(raw, str(path))
