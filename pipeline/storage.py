@@ -1,0 +1,105 @@
+"""Output and input paths through fsspec (local, s3://, https://), with atomic writes.
+
+Every output file is written to a temporary name beside its target and renamed into place, so a
+killed task never leaves a half-written file under a final name (resume relies on that).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COMPRESSION = "zstd"
+
+
+def fs_and_path(path: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, _, paths = fsspec.get_fs_token_paths(path, storage_options=storage_options or {})
+    return fs, paths[0]
+
+
+def join(base: str, *parts: str) -> str:
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def exists(path: str, storage_options: dict[str, Any] | None = None) -> bool:
+    fs, p = fs_and_path(path, storage_options)
+    return fs.exists(p)
+
+
+def makedirs(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    fs, p = fs_and_path(path, storage_options)
+    fs.makedirs(p, exist_ok=True)
+
+
+def listdir(path: str, suffix: str = "", storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Sorted full paths of the files directly in `path` ending with `suffix` ([] if missing)."""
+    fs, p = fs_and_path(path, storage_options)
+    if not fs.exists(p):
+        return []
+    names = sorted(fs.ls(p, detail=False))
+    proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
+    out = []
+    for name in names:
+        base = posixpath.basename(name.rstrip("/"))
+        if base.endswith(suffix) and not base.startswith(".tmp-"):
+            out.append(join(path, base) if proto else os.path.join(path, base))
+    return out
+
+
+def atomic_write_bytes(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
+    """Write `data` to `path` via a temporary sibling and a rename."""
+    fs, p = fs_and_path(path, storage_options)
+    parent = posixpath.dirname(p) if is_remote(path) else os.path.dirname(p)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = (posixpath if is_remote(path) else os.path).join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(p)}")
+    with fs.open(tmp, "wb") as fh:
+        fh.write(data)
+    if is_remote(path):
+        fs.mv(tmp, p)
+    else:
+        os.replace(tmp, p)
+
+
+def atomic_write_json(path: str, obj: Any, storage_options: dict[str, Any] | None = None) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), storage_options)
+
+
+def read_json(path: str, storage_options: dict[str, Any] | None = None) -> Any:
+    fs, p = fs_and_path(path, storage_options)
+    with fs.open(p, "rb") as fh:
+        return json.loads(fh.read())
+
+
+def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Write a zstd Parquet file atomically."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression=COMPRESSION)
+    atomic_write_bytes(path, buf.getvalue(), storage_options)
+
+
+def read_parquet(path: str, columns: list[str] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> pa.Table:
+    fs, p = fs_and_path(path, storage_options)
+    return pq.read_table(p, columns=columns, filesystem=fs)
+
+
+def iter_parquet_batches(path: str, columns: list[str] | None = None, batch_size: int = 1024,
+                         storage_options: dict[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a Parquet file in record batches (bounded memory)."""
+    fs, p = fs_and_path(path, storage_options)
+    with fs.open(p, "rb") as fh:
+        yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
