@@ -103,3 +103,46 @@ def iter_parquet_batches(path: str, columns: list[str] | None = None, batch_size
     fs, p = fs_and_path(path, storage_options)
     with fs.open(p, "rb") as fh:
         yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
+
+
+class ParquetStreamWriter:
+    """Append record batches to a Parquet file; it appears under its final name only on commit().
+
+    Used by the per-WARC task so that a file's documents never have to sit in memory at once,
+    while a killed task still leaves no partial file under the final name.
+    """
+
+    def __init__(self, path: str, schema: pa.Schema, storage_options: dict[str, Any] | None = None) -> None:
+        self.path, self.schema = path, schema
+        self.fs, final = fs_and_path(path, storage_options)
+        self._final = final
+        parent = posixpath.dirname(final) if is_remote(path) else os.path.dirname(final)
+        self.fs.makedirs(parent, exist_ok=True)
+        self._tmp = (posixpath if is_remote(path) else os.path).join(
+            parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(final)}")
+        self._fh = self.fs.open(self._tmp, "wb")
+        self._writer = pq.ParquetWriter(self._fh, schema, compression=COMPRESSION)
+        self.rows = 0
+
+    def write_rows(self, columns: dict[str, list[Any]]) -> None:
+        if not columns or not next(iter(columns.values())):
+            return
+        batch = pa.RecordBatch.from_pydict(columns, schema=self.schema)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def commit(self) -> None:
+        self._writer.close()
+        self._fh.close()
+        if is_remote(self.path):
+            self.fs.mv(self._tmp, self._final)
+        else:
+            os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+            self._fh.close()
+        finally:
+            if self.fs.exists(self._tmp):
+                self.fs.rm(self._tmp)

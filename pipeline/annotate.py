@@ -1,0 +1,203 @@
+"""The per-WARC task: read records, keep HTML responses, extract, annotate, decide, write.
+
+This module holds no Ray code: `pipeline.run` wraps `process_warc` in a Ray task. One call reads
+one input file as a stream and writes `documents/<stem>.parquet` (kept), `rejected/<stem>.parquet`
+(removed, with reason) and finally `stats/<stem>.json`, the file's completion marker. Every
+record it sees ends in exactly one bucket of `FileStats`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from filters import DocFilter, Document
+from filters.extract import html_to_text
+from pipeline import storage
+from pipeline.config import SieveConfig
+from pipeline.decide import build_filters, decide
+from pipeline.stats import FileStats
+from pipeline.warc import InputError, ReadError, iter_records, open_input
+
+log = logging.getLogger("sieve.annotate")
+
+BASE_FIELDS = [
+    pa.field("doc_id", pa.string()),
+    pa.field("url", pa.string()),
+    pa.field("warc_file", pa.string()),
+    pa.field("warc_record_id", pa.string()),
+    pa.field("warc_date", pa.string()),
+    pa.field("content_type", pa.string()),
+    pa.field("text", pa.string()),
+]
+REASON_FIELD = pa.field("reason", pa.string())
+FLUSH_DOCS = 512
+FLUSH_CHARS = 32_000_000
+
+
+def document_schema(filters: list[DocFilter], *, rejected: bool = False) -> pa.Schema:
+    fields = list(BASE_FIELDS)
+    for doc_filter in filters:
+        fields.extend(doc_filter.signal_schema())
+    if rejected:
+        fields.append(REASON_FIELD)
+    return pa.schema(fields)
+
+
+def make_doc_id(record_id: str, warc_file: str, offset: int) -> str:
+    """Deterministic 16-hex id from the WARC record id (file + offset when the id is missing)."""
+    key = record_id or f"{warc_file}@{offset}"
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+class _Batch:
+    """Column buffers flushed to a ParquetStreamWriter every few hundred documents."""
+
+    def __init__(self, writer: storage.ParquetStreamWriter | None) -> None:
+        self.writer = writer
+        self.columns: dict[str, list[Any]] = {name: [] for name in writer.schema.names} if writer else {}
+        self.docs = 0
+        self.chars = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for name, values in self.columns.items():
+            values.append(row.get(name))
+        self.docs += 1
+        self.chars += len(row["text"])
+        if self.docs >= FLUSH_DOCS or self.chars >= FLUSH_CHARS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.writer is not None and self.docs:
+            self.writer.write_rows(self.columns)
+            for values in self.columns.values():
+                values.clear()
+            self.docs = self.chars = 0
+
+
+def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
+    """Run extraction + filters over one WARC; returns its stats (also written to stats/)."""
+    started = time.perf_counter()
+    stats = FileStats(input=input_path, stem=stem)
+    filters = build_filters(cfg)
+    opts = cfg.input.storage_options
+    kept_writer = storage.ParquetStreamWriter(
+        storage.join(out, "documents", f"{stem}.parquet"), document_schema(filters), opts)
+    rejected_writer = None
+    if cfg.output.keep_rejected:
+        rejected_writer = storage.ParquetStreamWriter(
+            storage.join(out, "rejected", f"{stem}.parquet"), document_schema(filters, rejected=True), opts)
+    kept, rejected = _Batch(kept_writer), _Batch(rejected_writer)
+    try:
+        _annotate_records(input_path, cfg, filters, stats, kept, rejected)
+    except InputError as exc:
+        stats.status = "failed"
+        stats.add_error("open_error", message=str(exc))
+        log.error("input %s failed: %s", input_path, exc)
+    except Exception as exc:  # noqa: BLE001 - a bug must not lose the documents already written
+        stats.status = "failed"
+        stats.add_error("task_error", message=f"{type(exc).__name__}: {exc}")
+        log.exception("input %s: unexpected error", input_path)
+    kept.flush()
+    rejected.flush()
+    kept_writer.commit()
+    if rejected_writer is not None:
+        rejected_writer.commit()
+    stats.seconds = time.perf_counter() - started
+    stats.check()
+    result = stats.to_json()
+    result["config_hash"] = cfg.hash()
+    storage.atomic_write_json(storage.join(out, "stats", f"{stem}.json"), result, opts)
+    return result
+
+
+def _annotate_records(input_path: str, cfg: SieveConfig, filters: list[DocFilter], stats: FileStats,
+                      kept: _Batch, rejected: _Batch) -> None:
+    html_types = set(cfg.extract.html_types)
+    max_bytes = cfg.input.max_record_bytes
+
+    def open_stream():
+        return open_input(input_path, storage_options=cfg.input.storage_options,
+                          retries=cfg.input.retries, backoff_s=cfg.input.retry_backoff_s)
+
+    for rec in iter_records(open_stream):
+        if isinstance(rec, ReadError):
+            stats.add_error("read_error", offset=rec.offset, message=rec.message)
+            log.warning("%s: unreadable after offset %d: %s", input_path, rec.offset, rec.message)
+            continue
+        stats.record_types[rec.record_type] += 1
+        if rec.record_type != "response":
+            stats.add_removed(f"record:{rec.record_type}")
+            continue
+        if rec.http_status is None:
+            stats.add_removed("not_http")
+            continue
+        if rec.http_status != 200:
+            stats.add_removed(f"http_status:{rec.http_status}")
+            continue
+        stats.content_types[rec.content_type or "(none)"] += 1
+        if rec.content_type not in html_types:
+            stats.add_removed("not_html")
+            continue
+        if rec.content_length > max_bytes:
+            stats.add_removed("too_large")
+            continue
+        try:
+            payload = rec.read_payload(max_bytes + 1)
+        except Exception as exc:  # noqa: BLE001 - damaged payloads (bad gzip, bad chunks)
+            stats.add_error("payload_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
+            log.warning("%s @%d %s: payload unreadable: %s", input_path, rec.offset, rec.record_id, exc)
+            continue
+        if len(payload) > max_bytes:
+            stats.add_removed("too_large")
+            continue
+        if not payload.strip():
+            stats.add_removed("empty_body")
+            continue
+        stats.payload_bytes += len(payload)
+        try:
+            text = html_to_text(payload, main_content=cfg.extract.main_content, encoding=rec.charset)
+        except Exception as exc:  # noqa: BLE001
+            stats.add_error("extract_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
+            continue
+        if not text:
+            stats.add_removed("extract:empty")
+            continue
+        if len(text) < cfg.extract.min_chars:
+            stats.add_removed("extract:too_short")
+            continue
+        _annotate_document(input_path, rec, text, filters, stats, kept, rejected)
+
+
+def _annotate_document(input_path: str, rec: Any, text: str, filters: list[DocFilter], stats: FileStats,
+                       kept: _Batch, rejected: _Batch) -> None:
+    stats.documents += 1
+    doc = Document(doc_id=make_doc_id(rec.record_id, input_path, rec.offset), text=text, url=rec.target_uri)
+    for doc_filter in filters:
+        try:
+            doc_filter.annotate(doc)
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the file
+            stats.add_error(f"filter_error:{doc_filter.name}", offset=rec.offset, record_id=rec.record_id,
+                            message=f"{type(exc).__name__}: {exc}")
+            log.warning("%s @%d: filter %s failed: %s", input_path, rec.offset, doc_filter.name, exc)
+            return
+    reason = decide(filters, doc.signals)
+    row = {
+        "doc_id": doc.doc_id, "url": doc.url, "warc_file": input_path, "warc_record_id": rec.record_id,
+        "warc_date": rec.warc_date, "content_type": rec.content_type, "text": doc.text, **doc.signals,
+    }
+    if "language" in doc.signals:
+        stats.languages[doc.signals["language"]] += 1
+    stats.text_chars += len(doc.text)
+    if reason is None:
+        stats.add_kept()
+        kept.add(row)
+    else:
+        stats.add_removed(reason)
+        row["reason"] = reason
+        rejected.add(row)

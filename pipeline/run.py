@@ -1,0 +1,291 @@
+"""Sieve's main job: WARC files -> curated documents -> dedup -> tokenizer + token shards.
+
+    python -m pipeline.run --config configs/sample.yaml
+    python pipeline/run.py --config configs/cc.yaml --set input.limit=2
+    ray job submit --working-dir . -- python pipeline/run.py --config configs/cc.yaml
+
+Runs on an embedded local Ray unless `run.ray_address` or RAY_ADDRESS names a cluster (as
+`ray job submit` does). One Ray task per WARC file, a bounded number in flight. Rerunning the same
+config into the same output directory resumes: finished inputs and stages are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python pipeline/run.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import storage  # noqa: E402
+from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
+from pipeline.stats import RunTotals  # noqa: E402
+from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
+
+log = logging.getLogger("sieve")
+
+
+class OutputConflict(RuntimeError):
+    """The output directory holds a run of a different config."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Config keys are documented in configs/sample.yaml and configs/cc.yaml. "
+               "Outputs: documents/, rejected/, stats/, curated/, dedup/, tokenizer/, tokens/, "
+               "run.json and report.html under output.path.",
+    )
+    parser.add_argument("--config", required=True, help="YAML config file (e.g. configs/sample.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value, parsed as YAML (repeatable), "
+                             "e.g. --set filters.quality.min_score=0.6")
+    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N input files")
+    parser.add_argument("--output", metavar="PATH", help="output directory (overrides output.path)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete an existing output directory written by another config and start fresh")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = list(args.overrides)
+    if args.limit is not None:
+        overrides.append(f"input.limit={args.limit}")
+    if args.output:
+        overrides.append(f"output.path={args.output}")
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
+    if args.no_progress:
+        overrides.append("run.progress=false")
+    try:
+        cfg = load_config(args.config, overrides)
+        summary = run_pipeline(cfg)
+    except (ConfigError, InputError, OutputConflict) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
+    """Run every stage; returns the run summary that is also written to OUT/run.json."""
+    started = time.time()
+    out = cfg.output.path
+    opts = cfg.input.storage_options
+    inputs = resolve_inputs(cfg.input.paths, cfg.input.paths_listing, cfg.input.base_url,
+                            cfg.input.limit, opts)
+    if not inputs:
+        raise InputError("no input files (input.paths / input.paths_listing matched nothing)")
+    prepare_output(cfg)
+    stage_seconds: dict[str, float] = {}
+
+    t0 = time.time()
+    file_stats = run_annotate(cfg, inputs)
+    stage_seconds["annotate"] = time.time() - t0
+    totals = RunTotals()
+    for stats in file_stats:
+        totals.add_file(stats)
+
+    doc_files = [storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats
+                 if storage.exists(storage.join(out, "documents", f"{s['stem']}.parquet"), opts)]
+    stages: dict[str, Any] = {}
+    curated_files = doc_files
+    if cfg.dedup.enabled:
+        from pipeline.dedup import run_dedup
+
+        t0 = time.time()
+        stages["dedup"] = run_dedup(cfg, out, doc_files)
+        stage_seconds["dedup"] = time.time() - t0
+        totals.remove_kept(stages["dedup"].get("removed_by_reason", {}))
+        curated_files = storage.listdir(storage.join(out, "curated"), ".parquet", opts)
+    if cfg.tokenizer.enabled:
+        from pipeline.tokenize import run_tokenize
+
+        t0 = time.time()
+        stages["tokenize"] = run_tokenize(cfg, out, curated_files)
+        stage_seconds["tokenize"] = time.time() - t0
+    totals.check()
+
+    summary = {
+        "name": cfg.run.name,
+        "output": out,
+        "config_hash": cfg.hash(),
+        "inputs": len(inputs),
+        "totals": totals.to_json(),
+        "files": [{k: s[k] for k in ("input", "stem", "status", "records", "kept", "removed", "errors")}
+                  for s in file_stats],
+        "stages": stages,
+        "stage_seconds": {k: round(v, 3) for k, v in stage_seconds.items()},
+        "wall_seconds": round(time.time() - started, 3),
+    }
+    storage.atomic_write_json(storage.join(out, "run.json"), summary, opts)
+    report_path = write_report(cfg, summary)
+    if report_path:
+        summary["report"] = report_path
+    return summary
+
+
+def write_report(cfg: SieveConfig, summary: dict[str, Any]) -> str | None:
+    """OUT/report.html when the report module is available (it needs matplotlib)."""
+    try:
+        from pipeline.report import write_report as _write
+    except ImportError:
+        return None
+    return _write(cfg, summary)
+
+
+def prepare_output(cfg: SieveConfig) -> None:
+    """Claim the output directory for this config, or refuse if another config's run is there."""
+    out, opts = cfg.output.path, cfg.input.storage_options
+    marker = storage.join(out, "config.json")
+    if storage.exists(marker, opts):
+        previous = storage.read_json(marker, opts)
+        if previous.get("config_hash") != cfg.hash():
+            if not cfg.output.overwrite:
+                raise OutputConflict(
+                    f"{out} holds a run of a different config (hash {previous.get('config_hash', '?')[:12]}, "
+                    f"this config {cfg.hash()[:12]}). Choose another output.path (--output) or pass "
+                    f"--overwrite to delete it and start fresh.")
+            fs, path = storage.fs_and_path(out, opts)
+            fs.rm(path, recursive=True)
+    storage.makedirs(out, opts)
+    storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts)
+
+
+def init_ray(cfg: SieveConfig) -> Any:
+    """Join the cluster named by run.ray_address / RAY_ADDRESS, else start an embedded Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    repo_root = str(Path(__file__).resolve().parents[1])
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}}
+    if address:
+        ray.init(address=address, log_to_driver=True, runtime_env=None if os.environ.get("RAY_JOB_ID") else env)
+    else:
+        ray.init(num_cpus=cfg.run.num_cpus, include_dashboard=False, log_to_driver=True,
+                 configure_logging=False, runtime_env=env)
+    return ray
+
+
+def run_annotate(cfg: SieveConfig, inputs: list[str]) -> list[dict[str, Any]]:
+    """One Ray task per input not yet done; returns the stats of every input (done before or now)."""
+    out, opts = cfg.output.path, cfg.input.storage_options
+    stems = unique_stems(inputs)
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for path in inputs:
+        done = storage.join(out, "stats", f"{stems[path]}.json")
+        if storage.exists(done, opts):
+            stats = storage.read_json(done, opts)
+            if stats.get("config_hash") == cfg.hash() and stats.get("input") == path:
+                results[path] = stats
+                continue
+        todo.append(path)
+    if todo:
+        results.update(_run_annotate_tasks(cfg, todo, stems))
+    return [results[p] for p in inputs]
+
+
+def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]) -> dict[str, dict[str, Any]]:
+    from tqdm import tqdm
+
+    from pipeline.annotate import process_warc
+
+    ray = init_ray(cfg)
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
+    if cfg.run.task_memory_mb:
+        options["memory"] = cfg.run.task_memory_mb * 1024 * 1024
+    task = ray.remote(process_warc).options(**options)
+    max_in_flight = cfg.run.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    cfg_ref = ray.put(cfg)
+    pending: dict[Any, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+    queue = list(todo)
+    bar = tqdm(total=len(todo), unit="file", desc="annotate", disable=not cfg.run.progress, file=sys.stderr)
+    records = docs = 0
+    while queue or pending:
+        while queue and len(pending) < max_in_flight:
+            path = queue.pop(0)
+            pending[task.remote(path, stems[path], cfg_ref, cfg.output.path)] = path
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            path = pending.pop(ref)
+            try:
+                stats = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
+                log.error("input %s: task failed: %s", path, exc)
+                stats = _failed_stats(path, stems[path], exc)
+            results[path] = stats
+            records += stats["records"]
+            docs += stats["kept"]
+            bar.set_postfix(records=records, kept=docs, refresh=False)
+            bar.update(1)
+    bar.close()
+    return results
+
+
+def _failed_stats(path: str, stem: str, exc: BaseException) -> dict[str, Any]:
+    """Stats for an input whose task died for good; not written to stats/ so a rerun retries it."""
+    from pipeline.stats import FileStats
+
+    stats = FileStats(input=path, stem=stem, status="failed")
+    stats.add_error("task_error", message=f"{type(exc).__name__}: {exc}")
+    return stats.to_json()
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    totals = summary["totals"]
+    removed, errors = totals["removed"], totals["errors"]
+    rows = [("WARC records", totals["records"]), ("documents extracted", totals["documents"]),
+            ("kept by filters", totals["kept_by_filters"]), ("kept after dedup", totals["kept"])]
+    by_filter: dict[str, int] = {}
+    for reason, n in removed.items():
+        head = reason.split(":", 1)[0]
+        if ":" in reason and head not in ("record", "http_status", "extract", "dedup"):
+            by_filter[head] = by_filter.get(head, 0) + n
+    dedup_removed = sum(n for r, n in removed.items() if r.startswith("dedup:"))
+    tok = summary["stages"].get("tokenize", {})
+    if tok:
+        rows.append(("tokens", tok.get("total_tokens", tok.get("tokens", "?"))))
+    width = max(len(r[0]) for r in rows)
+    print(f"\nSieve run '{summary['name']}' -> {summary['output']}  ({summary['wall_seconds']:.1f} s)")
+    print("-" * (width + 14))
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>10}")
+    print("-" * (width + 14))
+    print("removed by filter:" if by_filter else "removed by filter: none")
+    for name, n in sorted(by_filter.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<{width - 2}}  {n:>10}")
+    if dedup_removed:
+        print(f"  {'dedup':<{width - 2}}  {dedup_removed:>10}")
+    print("removed before extraction / empty:")
+    for reason, n in removed.items():
+        if not any(reason.startswith(p + ":") for p in list(by_filter) + ["dedup"]):
+            print(f"  {reason:<{width - 2}}  {n:>10}")
+    print("errors:" if errors else "errors: none")
+    for reason, n in errors.items():
+        print(f"  {reason:<{width - 2}}  {n:>10}")
+    total = totals["kept"] + sum(removed.values()) + sum(errors.values())
+    print(f"accounting: kept {totals['kept']} + removed {sum(removed.values())} + errors "
+          f"{sum(errors.values())} = {total} of {totals['records']} records")
+    print(f"outputs: {summary['output']}/documents (filtered), curated/ (deduplicated), tokens/, run.json")
+    if summary.get("report"):
+        print(f"report:  {summary['report']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
