@@ -47,9 +47,13 @@ def document_schema(filters: list[DocFilter], *, rejected: bool = False) -> pa.S
     return pa.schema(fields)
 
 
-def make_doc_id(record_id: str, warc_file: str, offset: int) -> str:
-    """Deterministic 16-hex id from the WARC record id (file + offset when the id is missing)."""
-    key = record_id or f"{warc_file}@{offset}"
+def make_doc_id(stem: str, record_id: str, offset: int) -> str:
+    """Deterministic 16-hex id from the input's stem and the WARC record id (offset if none).
+
+    The stem is part of the key because the same record can arrive in two inputs (mirrored or
+    copied WARC files); their documents are then exact duplicates, which dedup removes.
+    """
+    key = f"{stem}|{record_id or offset}"
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
@@ -94,7 +98,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
             storage.join(out, "rejected", f"{stem}.parquet"), document_schema(filters, rejected=True), opts)
     kept, rejected = _Batch(kept_writer), _Batch(rejected_writer)
     try:
-        _annotate_records(input_path, cfg, filters, stats, kept, rejected)
+        _annotate_records(input_path, stem, cfg, filters, stats, kept, rejected)
     except InputError as exc:
         stats.status = "failed"
         stats.add_error("open_error", message=str(exc))
@@ -116,7 +120,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     return result
 
 
-def _annotate_records(input_path: str, cfg: SieveConfig, filters: list[DocFilter], stats: FileStats,
+def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: list[DocFilter], stats: FileStats,
                       kept: _Batch, rejected: _Batch) -> None:
     html_types = set(cfg.extract.html_types)
     max_bytes = cfg.input.max_record_bytes
@@ -171,13 +175,13 @@ def _annotate_records(input_path: str, cfg: SieveConfig, filters: list[DocFilter
         if len(text) < cfg.extract.min_chars:
             stats.add_removed("extract:too_short")
             continue
-        _annotate_document(input_path, rec, text, filters, stats, kept, rejected)
+        _annotate_document(input_path, stem, rec, text, filters, stats, kept, rejected)
 
 
-def _annotate_document(input_path: str, rec: Any, text: str, filters: list[DocFilter], stats: FileStats,
+def _annotate_document(input_path: str, stem: str, rec: Any, text: str, filters: list[DocFilter], stats: FileStats,
                        kept: _Batch, rejected: _Batch) -> None:
     stats.documents += 1
-    doc = Document(doc_id=make_doc_id(rec.record_id, input_path, rec.offset), text=text, url=rec.target_uri)
+    doc = Document(doc_id=make_doc_id(stem, rec.record_id, rec.offset), text=text, url=rec.target_uri)
     for doc_filter in filters:
         try:
             doc_filter.annotate(doc)

@@ -1,0 +1,83 @@
+"""Config: typed, validated, refused with key path + suggestion before any work starts."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, apply_override, load_config, parse_config
+
+MINIMAL = {"input": {"paths": ["a.warc.gz"]}}
+
+
+def test_defaults_and_hash_are_stable():
+    a, b = parse_config(MINIMAL), parse_config({"input": {"paths": ["a.warc.gz"]}})
+    assert a.hash() == b.hash()
+    assert a.dedup.near.threshold == 0.8
+    assert a.output.keep_rejected is True
+
+
+def test_hash_ignores_cpu_count_but_not_thresholds():
+    base = parse_config(MINIMAL)
+    more_cpus = parse_config({**MINIMAL, "run": {"num_cpus": 8}})
+    other_threshold = parse_config({**MINIMAL, "dedup": {"near": {"threshold": 0.7}}})
+    assert base.hash() == more_cpus.hash()
+    assert base.hash() != other_threshold.hash()
+
+
+def test_unknown_key_names_path_and_suggests():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"input": {"paths": ["x"]}, "dedup": {"near": {"treshold": 0.5}}})
+    assert "dedup.near.treshold" in str(err.value)
+    assert "threshold" in str(err.value)
+
+
+def test_unknown_section_suggests():
+    with pytest.raises(ConfigError, match="tokenizer"):
+        parse_config({**MINIMAL, "tokeniser": {}})
+
+
+def test_wrong_type_and_bad_value_refused():
+    with pytest.raises(ConfigError, match="run.num_cpus"):
+        parse_config({**MINIMAL, "run": {"num_cpus": "many"}})
+    with pytest.raises(ConfigError, match="dedup.near.threshold"):
+        parse_config({**MINIMAL, "dedup": {"near": {"threshold": 1.5}}})
+
+
+def test_input_required():
+    with pytest.raises(ConfigError, match="input"):
+        parse_config({})
+    with pytest.raises(ConfigError, match="input.paths or input.paths_listing"):
+        parse_config({"input": {}})
+
+
+def test_unknown_filter_suggests_name():
+    with pytest.raises(ConfigError, match="gopher"):
+        parse_config({**MINIMAL, "filters": {"gophr": {}}})
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("input:\n  paths: [a.warc.gz]\n")
+    cfg = load_config(path, ["dedup.near.threshold=0.7", "run.num_cpus=3", "output.keep_rejected=false",
+                             "input.paths=[x.warc, y.warc]"])
+    assert cfg.dedup.near.threshold == 0.7
+    assert cfg.run.num_cpus == 3
+    assert cfg.output.keep_rejected is False
+    assert cfg.input.paths == ["x.warc", "y.warc"]
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    raw: dict = {"run": 3}
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_override(raw, "run.name=x")
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_override({}, "nonsense")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", ["sample.yaml", "cc.yaml"])
+def test_shipped_configs_validate(name):
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert cfg.input.paths or cfg.input.paths_listing
