@@ -1,0 +1,80 @@
+"""Inputs and measures shared by the benchmarks: real pages from ../shared/data, token F1, timing."""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pipeline.warc import RawRecord, iter_records
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def realweb_files(shared: Path) -> list[Path]:
+    return sorted((shared / "bench").glob("realweb-*.warc.gz"))
+
+
+def realweb_pages(shared: Path, limit: int | None = None) -> list[tuple[str, bytes, str | None]]:
+    """(url, html bytes, declared charset) of the HTML responses in bench/realweb-*.warc.gz."""
+    pages: list[tuple[str, bytes, str | None]] = []
+    for path in realweb_files(shared):
+        for rec in iter_records(lambda p=path: open(p, "rb")):
+            if isinstance(rec, RawRecord) and rec.record_type == "response" and rec.http_status == 200:
+                pages.append((rec.target_uri, rec.read_payload(1 << 30), rec.charset))
+                if limit and len(pages) >= limit:
+                    return pages
+    return pages
+
+
+def wcxb_pages(shared: Path, limit: int | None = None) -> list[tuple[str, bytes, str]]:
+    """(id, html bytes, ground-truth main text) of the WCXB dev pages."""
+    root = shared / "html" / "wcxb-dev"
+    out = []
+    for gt_path in sorted((root / "ground-truth").glob("*.json")):
+        gt = json.loads(gt_path.read_text())
+        html = gzip.decompress((root / "html" / f"{gt_path.stem}.html.gz").read_bytes())
+        out.append((gt_path.stem, html, gt["ground_truth"]["main_content"] or ""))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def token_f1(predicted: str | None, truth: str) -> float:
+    """Bag-of-words F1 between an extraction and the ground truth (lowercased \\w+ tokens)."""
+    pred = Counter(_WORD.findall((predicted or "").lower()))
+    gold = Counter(_WORD.findall(truth.lower()))
+    if not pred or not gold:
+        return float(pred == gold)
+    overlap = sum((pred & gold).values())
+    if not overlap:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(gold.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def time_per_item(fn: Callable[[object], object], items: Iterable[object]) -> tuple[float, int]:
+    """(seconds, count) to apply fn to every item, single-threaded."""
+    items = list(items)
+    started = time.perf_counter()
+    for item in items:
+        fn(item)
+    return time.perf_counter() - started, len(items)
+
+
+def peak_rss_mb_of(code: str) -> float:
+    """Peak RSS (MB) of a fresh Python child running `code` (honest: nothing else in that process)."""
+    proc = subprocess.run([sys.executable, "-c", code + "\nimport resource,sys;"
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout.strip().splitlines()[-1]) / 1024
+
+
+def self_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
