@@ -94,10 +94,20 @@ def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
     t0 = time.time()
     file_stats = run_annotate(cfg, inputs)
     stage_seconds["annotate"] = time.time() - t0
+    return finish_run(cfg, len(inputs), file_stats, stage_seconds, started)
+
+
+def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]],
+               stage_seconds: dict[str, float], started: float) -> dict[str, Any]:
+    """The global stages (dedup, tokenize) over the annotated files, then run.json and the report.
+
+    Shared by `run_pipeline` and `pipeline.refilter`, which re-decides stored signals and then
+    finishes the run the same way.
+    """
+    out, opts = cfg.output.path, cfg.input.storage_options
     totals = RunTotals()
     for stats in file_stats:
         totals.add_file(stats)
-
     doc_files = [storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats
                  if storage.exists(storage.join(out, "documents", f"{s['stem']}.parquet"), opts)]
     stages: dict[str, Any] = {}
@@ -122,7 +132,7 @@ def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
         "name": cfg.run.name,
         "output": out,
         "config_hash": cfg.hash(),
-        "inputs": len(inputs),
+        "inputs": n_inputs,
         "totals": totals.to_json(),
         "files": [{k: s[k] for k in ("input", "stem", "status", "records", "kept", "removed", "errors")}
                   for s in file_stats],
