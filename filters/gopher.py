@@ -11,10 +11,11 @@ duplicated 5..10-grams covering <= 15/14/13/12/11/10% of the characters.
 
 Words are whitespace tokens (see `filters.text.TextStats`). Character fractions count each word's
 characters once even when n-grams overlap. N-grams are compared by a 64-bit polynomial hash of
-word ids, computed with numpy: one sort per n instead of Python tuples per position.
+word hashes, computed with numpy: one sort per n instead of Python tuples per position.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -30,7 +31,6 @@ BULLETS: tuple[str, ...] = ("\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25e6", "\
 TOP_NGRAM_SIZES: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAM_SIZES: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads word ids over 64 bits before polynomial hashing
 _BASE = np.uint64(0x100000001B3)
 
 
@@ -43,9 +43,11 @@ def _coverage_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int
     return int(word_lengths[covered].sum())
 
 
-def _repeated_mask(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _repeated_mask(hashes: np.ndarray, order: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each position: does its hash occur elsewhere; plus the sort order and `same_as_next`."""
-    order = np.argsort(hashes)
+    if order is None:
+        order = np.argsort(hashes)
     ordered = hashes[order]
     same_as_next = ordered[1:] == ordered[:-1]
     repeated_sorted = np.zeros(len(hashes), dtype=bool)
@@ -64,16 +66,17 @@ def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, 
     """
     top = {n: 0.0 for n in TOP_NGRAM_SIZES}
     dup = {n: 0.0 for n in DUP_NGRAM_SIZES}
-    words = stats.words
-    m = len(words)
-    if m < 2 or len(stats.vocab) == m:  # no word repeats, so no n-gram repeats
+    m = stats.word_count
+    if m < 2:
         return top, dup
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=m)
-    total_chars = int(lengths.sum())
-    tokens = (stats.word_ids + np.uint64(1)) * _MIX
+    lengths = stats.word_lengths
+    tokens = stats.word_hashes
+    repeated = _repeated_mask(tokens, stats.word_hash_order)[0]
+    if not repeated.any():  # no word repeats, so no n-gram repeats
+        return top, dup
+    total_chars = stats.word_chars
     hashes = tokens
     prefix_chars = np.concatenate(([0], np.cumsum(lengths)))
-    repeated = np.bincount(stats.word_ids.astype(np.intp), minlength=m)[stats.word_ids] > 1
     for n in range(2, DUP_NGRAM_SIZES[-1] + 1):
         if n > m:
             break
@@ -103,17 +106,28 @@ def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, 
     return top, dup
 
 
+@lru_cache(maxsize=8)
+def _stop_word_hashes(stop_words: tuple[str, ...]) -> np.ndarray:
+    """Word hashes of each stop word in lower, Title and UPPER case: shape (len(stop_words), 3)."""
+    variants = [v for w in stop_words for v in (w.lower(), w.capitalize(), w.upper())]
+    return TextStats(" ".join(variants)).word_hashes.reshape(len(stop_words), 3)
+
+
 def _stop_word_count(stats: TextStats, stop_words: tuple[str, ...]) -> int:
     """How many distinct stop words occur (as a whole token, in lower, Title or UPPER case)."""
-    vocab = stats.vocab
-    return sum(1 for w in stop_words if w in vocab or w.capitalize() in vocab or w.upper() in vocab)
+    if not stop_words or stats.word_count == 0:
+        return 0
+    variants = _stop_word_hashes(stop_words)
+    ordered = stats.word_hashes[stats.word_hash_order]
+    found = np.minimum(np.searchsorted(ordered, variants), len(ordered) - 1)
+    return int((ordered[found] == variants).any(axis=1).sum())
 
 
 def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[str, Any]:
     """All Gopher signals of `text`, keyed by their `gopher_*` column names."""
     stats = text_stats(text)
-    words, lines, paragraphs = stats.words, stats.lines, stats.paragraphs
-    n_words, n_lines = len(words), len(lines)
+    lines, paragraphs = stats.lines, stats.paragraphs
+    n_words, n_lines = stats.word_count, len(lines)
     dup_lines, dup_line_chars = stats.duplicate_lines
     dup_paras, dup_para_chars = duplicate_count_and_chars(paragraphs)
     top, dup = ngram_char_fractions(stats)
@@ -164,6 +178,14 @@ class GopherFilter(DocFilter):
             default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
         max_dup_ngram_chars_frac: dict[int, float] = Field(
             default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+
+        @field_validator("stop_words")
+        @classmethod
+        def _single_tokens(cls, value: list[str]) -> list[str]:
+            bad = [w for w in value if len(w.split()) != 1]
+            if bad:
+                raise ValueError(f"stop words must be single words without spaces, got {bad}")
+            return value
 
         @field_validator("max_top_ngram_chars_frac")
         @classmethod

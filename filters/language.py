@@ -78,7 +78,7 @@ class LanguageFilter(DocFilter):
         allowed: list[str] = Field(default_factory=lambda: ["en"],
                                    description="language codes to keep; empty keeps every language")
         min_score: float = Field(0.65, ge=0.0, le=1.0)
-        max_chars: int = Field(5000, gt=0, description="classify only the first N characters")
+        max_chars: int = Field(2000, gt=0, description="classify only the first N characters")
 
     def signal_schema(self) -> list[pa.Field]:
         return [pa.field("language", pa.string()), pa.field("language_score", pa.float32())]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from functools import cached_property, lru_cache
-from itertools import filterfalse
 
 import numpy as np
 
@@ -23,8 +22,25 @@ TERMINAL_PUNCTUATION: tuple[str, ...] = (
 
 ELLIPSES: tuple[str, ...] = ("...", "\u2026")
 
-_LETTER = re.compile(r"[^\W\d_]")
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+
+# Words are found with numpy on the text's code points: no Python object per word. The tables say
+# which code points are whitespace (exactly str.split's set) and which are letters (str.isalpha);
+# code points past the letter table (planes 3+, rare) count as neither.
+_LETTER_TABLE_SIZE = 0x30000
+_MAX_WEIGHTED_POSITION = 4096
+_CHAR_MIX = np.uint64(0x9E3779B97F4A7C15)
+_POSITION_WEIGHTS = np.cumprod(np.full(_MAX_WEIGHTED_POSITION, 0x100000001B3, dtype=np.uint64))
+
+
+@lru_cache(maxsize=1)
+def _char_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(is_space, is_letter) lookup tables by code point, built once per process (~25 ms)."""
+    chars = "".join(map(chr, range(_LETTER_TABLE_SIZE)))
+    is_space = np.fromiter(map(str.isspace, chars), dtype=bool, count=_LETTER_TABLE_SIZE)
+    is_letter = np.fromiter(map(str.isalpha, chars), dtype=bool, count=_LETTER_TABLE_SIZE)
+    is_space[-1] = is_letter[-1] = False  # the slot that clipped (larger) code points land on
+    return is_space, is_letter
 
 
 def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
@@ -43,8 +59,9 @@ def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
 class TextStats:
     """Lazily computed views of one text; each view is computed at most once.
 
-    `lines` are the stripped, non-empty lines; `words` the whitespace tokens (as in dolma's
-    Gopher tagger: punctuation stays attached, which is cheap and changes word lengths by ~0.2).
+    `lines` are the stripped, non-empty lines; words are the whitespace tokens of `str.split()`
+    (as in dolma's Gopher tagger: punctuation stays attached, which changes mean word lengths by
+    ~0.2), held as numpy arrays of lengths and hashes rather than Python strings.
     """
 
     def __init__(self, text: str) -> None:
@@ -59,30 +76,67 @@ class TextStats:
         return sum(map(len, self.lines))
 
     @cached_property
-    def words(self) -> list[str]:
-        return self.text.split()
+    def _codes_and_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(code points, word starts, word ends) of the whitespace tokens, as `str.split()`."""
+        is_space = _char_tables()[0]
+        codes = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        in_word = ~is_space.take(codes, mode="clip")
+        edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        return codes, np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
     @cached_property
-    def vocab(self) -> dict[str, int]:
-        """Each distinct word -> index of its first occurrence (fills `word_ids` too)."""
-        return self._vocab_and_ids[0]
+    def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(lengths, hashes, number without a letter) of the whitespace tokens.
+
+        A word's hash is the sum of its code points weighted by powers of a 64-bit odd base (by
+        position in the word), so equal words get equal hashes and different words collide with
+        probability ~2^-64.
+        """
+        codes, starts, ends = self._codes_and_bounds
+        if len(starts) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), 0
+        is_letter = _char_tables()[1]
+        letters_before = np.concatenate(([0], np.cumsum(is_letter.take(codes, mode="clip"),
+                                                         dtype=np.int32)))
+        no_letter = int(np.count_nonzero(letters_before[ends] == letters_before[starts]))
+        # From the first word on: each character's position inside its word (the spaces after a
+        # word continue its count; prefix differences drop them), capped to the weight table.
+        first = starts[0]
+        starts, ends, codes = starts - first, ends - first, codes[first:]
+        word_start_of_char = np.repeat(starts, np.diff(np.append(starts, len(codes))))
+        position = np.arange(len(codes), dtype=np.int64) - word_start_of_char
+        np.minimum(position, _MAX_WEIGHTED_POSITION - 1, out=position)
+        weighted = (codes.astype(np.uint64) + np.uint64(1)) * _CHAR_MIX * _POSITION_WEIGHTS[position]
+        prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted)))  # wraps mod 2^64
+        return ends - starts, prefix[ends] - prefix[starts], no_letter
+
+    @property
+    def word_count(self) -> int:
+        return len(self._codes_and_bounds[1])
+
+    @property
+    def word_lengths(self) -> np.ndarray:
+        """Length in characters of each whitespace token (int64)."""
+        return self._words[0]
+
+    @property
+    def word_hashes(self) -> np.ndarray:
+        """64-bit hash of each whitespace token: equal tokens have equal hashes (uint64)."""
+        return self._words[1]
+
+    @property
+    def no_letter_words(self) -> int:
+        """Whitespace tokens without any letter (numbers, punctuation, symbols)."""
+        return self._words[2]
 
     @cached_property
-    def word_ids(self) -> np.ndarray:
-        """Per word, the index of its first occurrence: equal words get equal ids (uint64)."""
-        return self._vocab_and_ids[1]
-
-    @cached_property
-    def _vocab_and_ids(self) -> tuple[dict[str, int], np.ndarray]:
-        vocab: dict[str, int] = {}
-        count = len(self.words)
-        ids = np.fromiter(map(vocab.setdefault, self.words, range(count)), dtype=np.uint64,
-                          count=count)
-        return vocab, ids
+    def word_hash_order(self) -> np.ndarray:
+        """argsort of `word_hashes`: equal words are adjacent in this order."""
+        return np.argsort(self.word_hashes)
 
     @cached_property
     def word_chars(self) -> int:
-        return sum(map(len, self.words))
+        return int(self.word_lengths.sum())
 
     @cached_property
     def paragraphs(self) -> list[str]:
@@ -92,12 +146,6 @@ class TextStats:
     def duplicate_lines(self) -> tuple[int, int]:
         """(number of repeated lines, characters in them), first occurrences excluded."""
         return duplicate_count_and_chars(self.lines)
-
-    @cached_property
-    def no_letter_words(self) -> int:
-        """Whitespace tokens without any letter (numbers, punctuation, symbols)."""
-        # Most words are all letters (str.isalpha, fast); only the rest go through the regex.
-        return list(map(_LETTER.search, filterfalse(str.isalpha, self.words))).count(None)
 
     @cached_property
     def lines_ending_in_punctuation(self) -> int:
