@@ -110,10 +110,10 @@ def c4_signals(text: str, *, min_words_per_line: int = 3, max_word_length: int =
         "c4_lines": len(lines),
         "c4_lines_kept": len(kept),
         "c4_sentences": len(kept) + sum(map(kept_text.count, _SENTENCE_BREAKS)),
-        "c4_lorem_ipsum": lorem_ipsum,
-        "c4_curly_bracket": curly_bracket,
         "c4_javascript_lines": javascript_lines,
         "c4_policy_lines": policy_lines,
+        "c4_lorem_ipsum": lorem_ipsum,
+        "c4_curly_bracket": curly_bracket,
         "c4_badwords": None if badwords is None else badwords.count(text),
     }
     return signals, kept

@@ -47,7 +47,7 @@ def _repeated_mask(hashes: np.ndarray, order: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each position: does its hash occur elsewhere; plus the sort order and `same_as_next`."""
     if order is None:
-        order = np.argsort(hashes)
+        order = np.argsort(hashes, kind="stable")  # equal hashes keep text order
     ordered = hashes[order]
     same_as_next = ordered[1:] == ordered[:-1]
     repeated_sorted = np.zeros(len(hashes), dtype=bool)
@@ -61,7 +61,8 @@ def _repeated_mask(hashes: np.ndarray, order: np.ndarray | None = None
 def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, float]]:
     """Gopher n-gram repetition: ({n: top n-gram char fraction}, {n: duplicate n-gram char fraction}).
 
-    The top n-gram fraction is 0 when no n-gram occurs twice. A duplicate (n+1)-gram is made of two
+    The top n-gram is the most frequent one (ties: more characters, then first in the text); its
+    fraction is 0 when no n-gram occurs twice. A duplicate (n+1)-gram is made of two
     duplicate n-grams, so once no n-gram repeats the larger n are 0 without sorting.
     """
     top = {n: 0.0 for n in TOP_NGRAM_SIZES}
@@ -95,9 +96,11 @@ def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, 
             sizes = np.diff(np.append(group_starts, len(order)))
             best = sizes.max()
             best_groups = group_starts[sizes == best]
+            # ties: the n-gram with more characters, then the one that occurs first
             first_pos = candidates[order[best_groups]]
             ngram_chars = prefix_chars[first_pos + n] - prefix_chars[first_pos]
-            pick = best_groups[int(np.argmax(ngram_chars))]
+            longest = ngram_chars == ngram_chars.max()
+            pick = best_groups[longest][int(np.argmin(first_pos[longest]))]
             starts = np.zeros(len(hashes), dtype=bool)
             starts[candidates[order[pick: pick + best]]] = True
             top[n] = _coverage_chars(starts, n, lengths) / total_chars

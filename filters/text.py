@@ -43,6 +43,65 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray]:
     return is_space, is_letter
 
 
+_CHUNK_CHARS = 1 << 20
+_WHITESPACE = re.compile(r"\s")
+
+
+def _whitespace_chunks(text: str) -> list[str]:
+    """`text` cut into pieces of about _CHUNK_CHARS, each cut at a whitespace character."""
+    chunks = []
+    start = 0
+    while len(text) - start > _CHUNK_CHARS:
+        cut = _WHITESPACE.search(text, start + _CHUNK_CHARS)
+        if cut is None:
+            break
+        chunks.append(text[start:cut.start()])
+        start = cut.start()
+    chunks.append(text[start:] if start else text)
+    return chunks
+
+
+def _codes(text: str) -> np.ndarray:
+    """The code points of `text` (lone surrogates included) as uint32."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _word_bounds(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the whitespace tokens, exactly as `str.split()` finds them."""
+    in_word = ~_char_tables()[0].take(codes, mode="clip")
+    edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    return np.flatnonzero(edges == 1).astype(np.int32), np.flatnonzero(edges == -1).astype(np.int32)
+
+
+def _word_arrays(text: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(lengths, hashes, number without a letter) of the whitespace tokens of `text`.
+
+    A word's hash is the sum of its code points weighted by powers of a 64-bit odd base (by
+    position in the word), so equal words get equal hashes and different words collide with
+    probability ~2^-64.
+    """
+    codes = _codes(text)
+    starts, ends = _word_bounds(codes)
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint64), 0
+    letters_before = np.concatenate(([0], np.cumsum(_char_tables()[1].take(codes, mode="clip"),
+                                                     dtype=np.int32)))
+    no_letter = int(np.count_nonzero(letters_before[ends] == letters_before[starts]))
+    # From the first word on: each character's position inside its word (the spaces after a word
+    # continue its count; the prefix differences drop them), capped to the weight table.
+    first = starts[0]
+    starts, ends, codes = starts - first, ends - first, codes[first:]
+    position = np.arange(len(codes), dtype=np.int32)
+    position -= np.repeat(starts, np.diff(np.append(starts, np.int32(len(codes)))))
+    np.minimum(position, _MAX_WEIGHTED_POSITION - 1, out=position)
+    weighted = codes.astype(np.uint64)
+    weighted += np.uint64(1)
+    weighted *= _CHAR_MIX
+    weighted *= _POSITION_WEIGHTS[position]
+    prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted)))  # wraps mod 2^64
+    return ends - starts, prefix[ends] - prefix[starts], no_letter
+
+
 def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
     """How many items repeat an earlier item, and their total characters (first copies excluded)."""
     seen: set[str] = set()
@@ -76,47 +135,24 @@ class TextStats:
         return sum(map(len, self.lines))
 
     @cached_property
-    def _codes_and_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(code points, word starts, word ends) of the whitespace tokens, as `str.split()`."""
-        is_space = _char_tables()[0]
-        codes = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        in_word = ~is_space.take(codes, mode="clip")
-        edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-        return codes, np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(lengths, hashes, number without a letter) of the whitespace tokens, computed in
+        chunks of ~1M characters cut at whitespace so a 10 MB text needs ~100 MB of scratch."""
+        parts = [_word_arrays(chunk) for chunk in _whitespace_chunks(self.text)]
+        if len(parts) == 1:
+            return parts[0]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                sum(p[2] for p in parts))
 
     @cached_property
-    def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(lengths, hashes, number without a letter) of the whitespace tokens.
-
-        A word's hash is the sum of its code points weighted by powers of a 64-bit odd base (by
-        position in the word), so equal words get equal hashes and different words collide with
-        probability ~2^-64.
-        """
-        codes, starts, ends = self._codes_and_bounds
-        if len(starts) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), 0
-        is_letter = _char_tables()[1]
-        letters_before = np.concatenate(([0], np.cumsum(is_letter.take(codes, mode="clip"),
-                                                         dtype=np.int32)))
-        no_letter = int(np.count_nonzero(letters_before[ends] == letters_before[starts]))
-        # From the first word on: each character's position inside its word (the spaces after a
-        # word continue its count; prefix differences drop them), capped to the weight table.
-        first = starts[0]
-        starts, ends, codes = starts - first, ends - first, codes[first:]
-        word_start_of_char = np.repeat(starts, np.diff(np.append(starts, len(codes))))
-        position = np.arange(len(codes), dtype=np.int64) - word_start_of_char
-        np.minimum(position, _MAX_WEIGHTED_POSITION - 1, out=position)
-        weighted = (codes.astype(np.uint64) + np.uint64(1)) * _CHAR_MIX * _POSITION_WEIGHTS[position]
-        prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted)))  # wraps mod 2^64
-        return ends - starts, prefix[ends] - prefix[starts], no_letter
-
-    @property
     def word_count(self) -> int:
-        return len(self._codes_and_bounds[1])
+        if "_words" in self.__dict__:
+            return len(self._words[0])
+        return sum(len(_word_bounds(_codes(chunk))[0]) for chunk in _whitespace_chunks(self.text))
 
     @property
     def word_lengths(self) -> np.ndarray:
-        """Length in characters of each whitespace token (int64)."""
+        """Length in characters of each whitespace token (int32)."""
         return self._words[0]
 
     @property
@@ -131,8 +167,8 @@ class TextStats:
 
     @cached_property
     def word_hash_order(self) -> np.ndarray:
-        """argsort of `word_hashes`: equal words are adjacent in this order."""
-        return np.argsort(self.word_hashes)
+        """Stable argsort of `word_hashes`: equal words adjacent, each group in text order."""
+        return np.argsort(self.word_hashes, kind="stable")
 
     @cached_property
     def word_chars(self) -> int:
@@ -152,7 +188,7 @@ class TextStats:
         return sum(1 for line in self.lines if line.endswith(TERMINAL_PUNCTUATION))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def text_stats(text: str) -> TextStats:
     """The shared `TextStats` of `text` (cached for the last few distinct texts)."""
     return TextStats(text)
