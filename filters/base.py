@@ -51,7 +51,11 @@ class DocFilter:
         self.params = params
 
     def signal_schema(self) -> list[pa.Field]:
-        """The Parquet columns this filter adds (stable across documents and files)."""
+        """The Parquet columns this filter adds (stable across documents and files).
+
+        Floats are float64: a signal read back from Parquet must decide exactly as it did in
+        memory (0.12 stored as float32 reads back as 0.1199999 and would flip a `< 0.12` rule).
+        """
         raise NotImplementedError
 
     def annotate(self, doc: Document) -> None:

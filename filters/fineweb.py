@@ -48,7 +48,7 @@ class FineWebFilter(DocFilter):
 
     def signal_schema(self) -> list[pa.Field]:
         return [pa.field("fineweb_lines", pa.int32())] + [
-            pa.field(name, pa.float32()) for name in (
+            pa.field(name, pa.float64()) for name in (
                 "fineweb_line_punct_frac", "fineweb_dup_line_chars_frac",
                 "fineweb_short_lines_frac", "fineweb_newline_word_ratio")]
 

@@ -202,7 +202,7 @@ class GopherFilter(DocFilter):
 
     def signal_schema(self) -> list[pa.Field]:
         names = gopher_signals("").keys()
-        return [pa.field(n, pa.int32() if n in _INT_SIGNALS else pa.float32()) for n in names]
+        return [pa.field(n, pa.int32() if n in _INT_SIGNALS else pa.float64()) for n in names]
 
     def annotate(self, doc: Document) -> None:
         doc.signals.update(gopher_signals(doc.text, tuple(self.params.stop_words)))

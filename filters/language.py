@@ -81,7 +81,7 @@ class LanguageFilter(DocFilter):
         max_chars: int = Field(2000, gt=0, description="classify only the first N characters")
 
     def signal_schema(self) -> list[pa.Field]:
-        return [pa.field("language", pa.string()), pa.field("language_score", pa.float32())]
+        return [pa.field("language", pa.string()), pa.field("language_score", pa.float64())]
 
     def annotate(self, doc: Document) -> None:
         language, score = identify_language(doc.text, model=self.params.model,
