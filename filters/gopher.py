@@ -31,7 +31,7 @@ BULLETS: tuple[str, ...] = ("\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25e6", "\
 TOP_NGRAM_SIZES: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAM_SIZES: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
-_BASE = np.uint64(0x100000001B3)
+_BASE = np.uint64(0xA0761D6478BD642F)  # dense odd base of the polynomial n-gram hash
 
 
 def _coverage_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:

@@ -114,16 +114,18 @@ def _reference_ngram_fractions(words: list[str]) -> tuple[dict[int, float], dict
     return top, dup
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["a", "bb", "the", "cat", "sat", "on", "mat", "x"]), max_size=80))
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "ab", "ba", "bb", "aba", "|", "the", "cat"]), max_size=80))
 def test_ngram_fractions_match_reference(words: list[str]) -> None:
+    # Words that share letters across word boundaries ("a b" vs "ab"): a linear word hash fed to a
+    # polynomial n-gram hash with the same base collides on exactly these; the mixed hash must not.
     top, dup = ngram_char_fractions(TextStats(" ".join(words)))
     ref_top, ref_dup = _reference_ngram_fractions(words)
     assert top == pytest.approx(ref_top) and dup == pytest.approx(ref_dup)
 
 
 def test_ngram_fractions_match_reference_on_real_text(shared_data: Path) -> None:
-    for text in _dolma_texts(shared_data)[:80]:
+    for text in _dolma_texts(shared_data):
         top, dup = ngram_char_fractions(TextStats(text))
         ref_top, ref_dup = _reference_ngram_fractions(text.split())
         assert top == pytest.approx(ref_top) and dup == pytest.approx(ref_dup)
