@@ -28,12 +28,30 @@ _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 # which code points are whitespace (exactly str.split's set) and which are letters (str.isalpha);
 # code points past the letter table (planes 3+, rare) count as neither.
 _LETTER_TABLE_SIZE = 0x30000
-_MAX_WEIGHTED_POSITION = 4096
-_CHAR_MIX = np.uint64(0x9E3779B97F4A7C15)
-# Powers of a dense odd 64-bit constant (a sparse base such as FNV's 2^40+0x1b3 makes
-# (base - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions).
-_POSITION_WEIGHTS = np.cumprod(np.full(_MAX_WEIGHTED_POSITION, 0xD6E8FEB86659FD93, dtype=np.uint64))
+# Character weights: powers of a dense odd 64-bit base B (a sparse base such as FNV's 2^40+0x1b3
+# makes (B - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions) and of its inverse mod 2^64.
+_HASH_BASE = 0xD6E8FEB86659FD93
 _MIX_SHIFTS_AND_MULTIPLIERS = ((30, np.uint64(0xBF58476D1CE4E5B9)), (27, np.uint64(0x94D049BB133111EB)))
+
+
+def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B^0..B^(count-1), B^0..B^-(count-1)) mod 2^64: the cached chunk-sized tables, or new
+    ones for the rare longer chunk (a text with no whitespace for over a million characters)."""
+    if count <= _POWER_TABLE_SIZE:
+        return _chunk_powers()
+    return _power_tables(count)
+
+
+@lru_cache(maxsize=1)
+def _chunk_powers() -> tuple[np.ndarray, np.ndarray]:
+    return _power_tables(_POWER_TABLE_SIZE)
+
+
+def _power_tables(count: int) -> tuple[np.ndarray, np.ndarray]:
+    powers = np.full(count, _HASH_BASE, dtype=np.uint64)
+    inverse = np.full(count, pow(_HASH_BASE, -1, 1 << 64), dtype=np.uint64)
+    powers[0] = inverse[0] = 1
+    return np.cumprod(powers), np.cumprod(inverse)
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +65,7 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CHUNK_CHARS = 1 << 20
+_POWER_TABLE_SIZE = _CHUNK_CHARS + (1 << 12)  # a chunk ends at the first whitespace after that
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -72,37 +91,31 @@ def _codes(text: str) -> np.ndarray:
 def _word_bounds(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the whitespace tokens, exactly as `str.split()` finds them."""
     in_word = ~_char_tables()[0].take(codes, mode="clip")
-    edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.flatnonzero(edges == 1).astype(np.int32), np.flatnonzero(edges == -1).astype(np.int32)
+    edges = np.flatnonzero(np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    return edges[0::2], edges[1::2]  # a word starts and ends at alternate edges
 
 
 def _word_arrays(text: str) -> tuple[np.ndarray, np.ndarray, int]:
     """(lengths, hashes, number without a letter) of the whitespace tokens of `text`.
 
-    A word's hash is the sum of its code points weighted by powers of a dense odd 64-bit base
-    (by position in the word), then bit-mixed: equal words get equal hashes, different natural
-    words practically never collide (checked against str.split() in the tests).
+    A word's hash is sum((code point + 1) * B^i) over its characters at positions i (computed as
+    prefix-sum differences over the chunk, rescaled by B^-start), then bit-mixed: equal words get
+    equal hashes, different words practically never collide (checked against str.split() in the
+    tests).
     """
     codes = _codes(text)
     starts, ends = _word_bounds(codes)
     if len(starts) == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint64), 0
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), 0
     letters_before = np.concatenate(([0], np.cumsum(_char_tables()[1].take(codes, mode="clip"),
                                                      dtype=np.int32)))
     no_letter = int(np.count_nonzero(letters_before[ends] == letters_before[starts]))
-    # From the first word on: each character's position inside its word (the spaces after a word
-    # continue its count; the prefix differences drop them), capped to the weight table.
-    first = starts[0]
-    starts, ends, codes = starts - first, ends - first, codes[first:]
-    position = np.arange(len(codes), dtype=np.int32)
-    position -= np.repeat(starts, np.diff(np.append(starts, np.int32(len(codes)))))
-    np.minimum(position, _MAX_WEIGHTED_POSITION - 1, out=position)
+    powers, inverse = _powers(len(codes))
     weighted = codes.astype(np.uint64)
     weighted += np.uint64(1)
-    weighted *= _CHAR_MIX
-    weighted *= _POSITION_WEIGHTS[position]
+    weighted *= powers[: len(codes)]
     prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted)))  # wraps mod 2^64
-    return ends - starts, _mix64(prefix[ends] - prefix[starts]), no_letter
+    return ends - starts, _mix64((prefix[ends] - prefix[starts]) * inverse[starts]), no_letter
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:

@@ -74,6 +74,11 @@ def test_text_stats_on_real_text_and_chunking(shared_data: Path, monkeypatch: py
     assert chunked.no_letter_words == whole.no_letter_words
 
 
+def test_text_stats_word_longer_than_a_chunk() -> None:
+    text = "start " + "x" * 1_200_000 + " y y\nend"
+    _assert_words_match_split(text)
+
+
 def test_text_stats_cache_is_shared_by_the_filters() -> None:
     text = PROSE * 3
     assert text_stats(text) is text_stats(text)
