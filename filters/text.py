@@ -178,7 +178,7 @@ class TextStats:
 
     @property
     def word_lengths(self) -> np.ndarray:
-        """Length in characters of each whitespace token (int32)."""
+        """Length in characters of each whitespace token (int64)."""
         return self._words[0]
 
     @property
