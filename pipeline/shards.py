@@ -8,7 +8,7 @@ work was split. `tokens/manifest.json` describes everything a trainer needs.
 
 `TokenShards` packs the documents of an epoch into windows of `seq_len + 1` tokens and yields
 them as numpy arrays. Window k of the epoch goes to rank `k % world_size`; inside a rank, to
-DataLoader worker `j % num_workers` for its j-th window, so the rank's sample sequence (as the
+DataLoader worker `j % num_workers` for its j-th window (counted from the resume point), so the rank's sample sequence (as the
 DataLoader interleaves workers round-robin) is the same for any number of workers, and
 `state_dict()` resumes it mid-epoch.
 """
@@ -149,12 +149,15 @@ class TokenShards(_DatasetBase):
         for index, window in self.windows(epoch):
             if index % self.world_size != self.rank:
                 continue
-            mine = rank_sample % num_workers == worker_id and rank_sample >= skip
+            # Counted from the resume point: the DataLoader starts its round-robin at worker 0.
+            mine = rank_sample >= skip and (rank_sample - skip) % num_workers == worker_id
             rank_sample += 1
             if mine:
                 if num_workers == 1:
                     self.samples_seen = rank_sample
                 yield window.astype(np.int64)
+        if num_workers == 1:  # a finished pass moves on: the next iteration is the next epoch
+            self.set_epoch(epoch + 1)
 
     def __len__(self) -> int:
         """Windows this rank sees in one epoch."""
