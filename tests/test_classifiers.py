@@ -1,0 +1,160 @@
+"""Model registry, quality / NSFW / hate classifiers and the training CLI."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.server
+import random
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+
+from filters import Document
+from filters.models import ModelError, REGISTRY, download, resolve_model
+from filters.quality import QualityFilter, classify_quality
+from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
+from filters.train import main as train_main
+from filters.train import prepare_text, read_documents, roc_auc, split_holdout
+
+EDGE_CASES = ["", "   \n\t ", "x" * 10_000_000, "broken \udcff\udcfe bytes", "mixed English, Ελληνικά, 中文, العربية"]
+
+
+def test_registry_resolves_package_and_shipped_models():
+    assert resolve_model("lid176").name == "lid.176.ftz"
+    for name in ("sieve-quality", "sieve-hate", "sieve-nsfw"):
+        path = resolve_model(name)
+        assert path.is_file() and path.stat().st_size < 2_000_000
+        assert (path.with_suffix(".md")).is_file()  # every shipped model has its card
+    assert REGISTRY["dclm-oh-eli5"].labels == {"hq": "high", "cc": "low"}
+
+
+def test_local_path_and_missing_file(tmp_path):
+    model = resolve_model("sieve-hate")
+    assert resolve_model(str(model)) == model
+    with pytest.raises(ModelError, match="not found"):
+        resolve_model(str(tmp_path / "nope.bin"))
+
+
+@pytest.fixture()
+def local_server(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"fake model bytes")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/model.bin"
+    server.shutdown()
+
+
+def test_download_verifies_sha256_and_caches(local_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIEVE_CACHE_DIR", str(tmp_path / "cache"))
+    good = hashlib.sha256(b"fake model bytes").hexdigest()
+    path = download(local_server, good)
+    assert path.read_bytes() == b"fake model bytes"
+    assert download(local_server, good) == path  # cached: no second fetch needed
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        download(local_server + "?v=2", "0" * 64)
+    assert not list((tmp_path / "cache").glob(".part-*"))  # no partial file left behind
+
+
+@pytest.fixture(scope="module")
+def davidson(shared_data) -> list[tuple[str, int]]:
+    with open(shared_data / "toxicity/davidson/labeled_data.csv", newline="") as fh:
+        return [(row["tweet"], int(row["class"])) for row in csv.DictReader(fh)]
+
+
+def test_hate_model_on_davidson_holdout(davidson):
+    # The same seeded sampling and split as training (card: --max-per-class 4163, seed 0, 10%).
+    toxic = [t for t, c in davidson if c in (0, 1)]
+    neutral = [t for t, c in davidson if c == 2]
+    rng = random.Random(0)
+    toxic, neutral = rng.sample(toxic, 4163), rng.sample(neutral, 4163)
+    labelled = [("toxic", prepare_text(t, 20_000)) for t in toxic] + [("non-toxic", prepare_text(t, 20_000)) for t in neutral]
+    labelled = [(label, text) for label, text in labelled if text]
+    _, held = split_holdout(labelled, 0.1, 0)
+    scores = np.array([classify_toxic_speech(text)[1] if classify_toxic_speech(text)[0] == "toxic"
+                       else 1 - classify_toxic_speech(text)[1] for _, text in held])
+    truth = np.array([label == "toxic" for label, _ in held])
+    assert roc_auc(scores, truth) > 0.95  # card: 0.963 (positive/negative drawn as in training)
+
+
+def test_quality_model_separates_wikitext_from_cc(shared_data):
+    import gzip
+    import json
+
+    wiki = [p for p in read_documents(shared_data / "quality/wikitext-2/test.txt", text_fields=["text"], wikitext=True)
+            if len(p.split()) > 80][:100]
+    cc = [json.loads(line)["text"] for line in gzip.open(
+        shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt")][:100]
+    scores = [classify_quality(t) for t in wiki + cc]
+    p_high = np.array([p if label == "high" else 1 - p for label, p in scores])
+    truth = np.array([True] * len(wiki) + [False] * len(cc))
+    assert roc_auc(p_high, truth) > 0.9
+
+
+def test_labels_and_probabilities_are_python_floats():
+    for fn, labels in ((classify_quality, {"high", "low"}), (classify_nsfw, {"nsfw", "non-nsfw"}),
+                       (classify_toxic_speech, {"toxic", "non-toxic"})):
+        label, p = fn("The committee published its annual report on regional water quality.")
+        assert label in labels and type(p) is float and 0.5 <= p <= 1.0
+
+
+def test_obvious_cases():
+    assert classify_toxic_speech("you are a worthless stupid bitch, shut up")[0] == "toxic"
+    assert classify_toxic_speech("The museum opens at nine and closes at five on weekdays.")[0] == "non-toxic"
+    assert classify_nsfw("hot xxx porn videos, nude sex cams, hardcore anal")[0] == "nsfw"
+    assert classify_nsfw("Preheat the oven and grease a round baking tin.")[0] == "non-nsfw"
+
+
+@pytest.mark.parametrize("text", EDGE_CASES)
+def test_filters_on_edge_cases(text):
+    quality, toxicity = QualityFilter(), ToxicityFilter()
+    doc = Document(doc_id="e", text=text)
+    quality.annotate(doc)
+    toxicity.annotate(doc)
+    for key in ("quality_score", "nsfw_score", "hate_score"):
+        assert type(doc.signals[key]) is float and 0.0 <= doc.signals[key] <= 1.0
+    if not text.strip():
+        assert doc.signals["quality_score"] == 0.0
+
+
+def test_filter_decisions_follow_thresholds():
+    quality = QualityFilter({"min_score": 0.6})
+    assert quality.decide({"quality_score": 0.59}) == "quality:low_score"
+    assert quality.decide({"quality_score": 0.6}) is None
+    toxicity = ToxicityFilter({"max_nsfw": 0.5, "max_hate": 0.7})
+    assert toxicity.decide({"nsfw_score": 0.51, "hate_score": 0.0}) == "toxicity:nsfw"
+    assert toxicity.decide({"nsfw_score": 0.1, "hate_score": 0.71}) == "toxicity:hate"
+    assert toxicity.decide({"nsfw_score": 0.5, "hate_score": 0.7}) is None
+
+
+def test_class_and_function_agree():
+    text = "Tomatoes grow well in large pots on a sunny balcony if you water them every morning."
+    doc = Document(doc_id="x", text=text)
+    QualityFilter().annotate(doc)
+    label, p = classify_quality(text)
+    assert doc.signals["quality_score"] == pytest.approx(p if label == "high" else 1 - p)
+
+
+def test_train_cli_tiny_dataset(tmp_path, capsys):
+    rng = random.Random(1)
+    good = [" ".join(rng.choice(["river", "bridge", "valley", "history", "museum", "harbour"]) for _ in range(30))
+            for _ in range(60)]
+    bad = [" ".join(rng.choice(["cheap", "buy", "now", "click", "free", "deal"]) for _ in range(30)) for _ in range(60)]
+    (tmp_path / "good.txt").write_text("\n\n".join(good))
+    (tmp_path / "bad.jsonl").write_text("\n".join(f'{{"text": "{b}"}}' for b in bad))
+    out = tmp_path / "m.ftz"
+    assert train_main(["binary", "--pos-label", "good", "--neg-label", "spam", "--positive", str(tmp_path / "good.txt"),
+                       "--negative", str(tmp_path / "bad.jsonl"), "--holdout", "0.25", "--out", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".metrics.json").is_file()
+    assert '"auc": 1.0' in capsys.readouterr().out
+    doc = Document(doc_id="t", text="click now for a free deal, buy cheap")
+    QualityFilter({"model": str(out)}).annotate(doc)  # an arbitrary model path with unmapped labels
+    assert doc.signals["quality_score"] == 0.0  # its labels are good/spam, not high/low
+
+
+def test_roc_auc_ties():
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5
+    assert roc_auc([0.9, 0.1], [True, False]) == 1.0
