@@ -149,6 +149,7 @@ class SieveConfig(Section):
         data["output"].pop("path", None)
         for key in ("retries", "retry_backoff_s", "storage_options"):
             data["input"].pop(key, None)
+        data["filter_order"] = list(self.filters)  # the first failing filter names the reason
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

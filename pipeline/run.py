@@ -171,7 +171,8 @@ def prepare_output(cfg: SieveConfig) -> None:
             fs, path = storage.fs_and_path(out, opts)
             fs.rm(path, recursive=True)
     storage.makedirs(out, opts)
-    storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts)
+    # Not key-sorted: the order of `filters` is meaningful (refilter reads it back).
+    storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts, sort_keys=False)
 
 
 def init_ray(cfg: SieveConfig) -> Any:

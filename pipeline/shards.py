@@ -7,10 +7,10 @@ shuffled inside each shard with the same seed, so the layout does not depend on 
 work was split. `tokens/manifest.json` describes everything a trainer needs.
 
 `TokenShards` packs the documents of an epoch into windows of `seq_len + 1` tokens and yields
-them as numpy arrays. Window k of the epoch goes to rank `k % world_size`; inside a rank, to
-DataLoader worker `j % num_workers` for its j-th window (counted from the resume point), so the rank's sample sequence (as the
-DataLoader interleaves workers round-robin) is the same for any number of workers, and
-`state_dict()` resumes it mid-epoch.
+them as numpy arrays. Window k of the epoch goes to rank `k % world_size`; inside a rank, batch b
+(of `batch_size` windows, the DataLoader's batch size) goes to worker `b % num_workers`, so the
+batches the DataLoader interleaves round-robin are the rank's sample sequence for any number of
+workers, and `state_dict()` resumes it mid-epoch.
 """
 from __future__ import annotations
 
@@ -83,11 +83,12 @@ class TokenShards(_DatasetBase):
     """Iterate packed training windows of `seq_len + 1` tokens from a `tokens/` directory."""
 
     def __init__(self, path: str, seq_len: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 num_workers: int | None = None, worker_id: int | None = None) -> None:
+                 batch_size: int = 1, num_workers: int | None = None, worker_id: int | None = None) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} not in [0, {world_size})")
         self.path, self.seq_len, self.seed = path, seq_len, seed
         self.rank, self.world_size = rank, world_size
+        self.batch_size = batch_size  # the DataLoader's: each worker takes whole batches in turn
         self._num_workers, self._worker_id = num_workers, worker_id
         self.manifest = storage.read_json(storage.join(path, "manifest.json"))
         self.dtype = np.uint16 if self.manifest["dtype"] == "uint16" else np.uint32
@@ -149,8 +150,9 @@ class TokenShards(_DatasetBase):
         for index, window in self.windows(epoch):
             if index % self.world_size != self.rank:
                 continue
-            # Counted from the resume point: the DataLoader starts its round-robin at worker 0.
-            mine = rank_sample >= skip and (rank_sample - skip) % num_workers == worker_id
+            # Whole batches go to the workers in turn, counted from the resume point: the DataLoader
+            # collects a batch per worker and starts its round-robin at worker 0.
+            mine = rank_sample >= skip and ((rank_sample - skip) // self.batch_size) % num_workers == worker_id
             rank_sample += 1
             if mine:
                 if num_workers == 1:

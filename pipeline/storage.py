@@ -74,8 +74,10 @@ def atomic_write_bytes(path: str, data: bytes, storage_options: dict[str, Any] |
         os.replace(tmp, p)
 
 
-def atomic_write_json(path: str, obj: Any, storage_options: dict[str, Any] | None = None) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), storage_options)
+def atomic_write_json(path: str, obj: Any, storage_options: dict[str, Any] | None = None, *,
+                      sort_keys: bool = True) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    atomic_write_bytes(path, text.encode(), storage_options)
 
 
 def read_json(path: str, storage_options: dict[str, Any] | None = None) -> Any:

@@ -23,6 +23,13 @@ def test_hash_ignores_cpu_count_but_not_thresholds():
     assert base.hash() != other_threshold.hash()
 
 
+def test_filter_order_is_part_of_the_hash():
+    a = parse_config({**MINIMAL, "filters": {"gopher": {}, "fineweb": {}}})
+    b = parse_config({**MINIMAL, "filters": {"fineweb": {}, "gopher": {}}})
+    assert list(b.filters) == ["fineweb", "gopher"]
+    assert a.hash() != b.hash()
+
+
 def test_unknown_key_names_path_and_suggests():
     with pytest.raises(ConfigError) as err:
         parse_config({"input": {"paths": ["x"]}, "dedup": {"near": {"treshold": 0.5}}})

@@ -129,7 +129,7 @@ def test_next_pass_is_next_epoch(tokens_run):
 def test_torch_dataloader_when_installed(tokens_run):
     torch = pytest.importorskip("torch")
     path = str(tokens_run[1] / "tokens")
-    loader = torch.utils.data.DataLoader(TokenShards(path, 32, seed=5), batch_size=4, num_workers=2)
+    loader = torch.utils.data.DataLoader(TokenShards(path, 32, seed=5, batch_size=4), batch_size=4, num_workers=2)
     batches = [b for b in loader]
     flat = [row.tolist() for b in batches for row in b]
     assert flat == _all(TokenShards(path, 32, seed=5))
