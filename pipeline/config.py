@@ -69,6 +69,8 @@ class NearDedupSection(Section):
     rows_per_band: int | None = Field(None, ge=1)
     partitions: int = Field(4, ge=1, description="Ray shuffle partitions for band buckets")
     verify: bool = Field(True, description="Check candidate pairs before they become edges")
+    verify_with: Literal["text", "signature"] = Field(
+        "text", description="Check candidates on exact shingle Jaccard (reads their text) or on signatures")
     survivor: list[Literal["quality", "length", "doc_id"]] = Field(
         default_factory=lambda: ["quality", "length", "doc_id"],
         description="Keep one document per cluster: best by these keys in order",

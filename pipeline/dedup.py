@@ -4,7 +4,8 @@
         each shuffled by hash into P partitions (object refs, never gathered whole)
     driver: exact dedup on text hash (and URL) -> excluded docs
     band partitions --(1 task / partition)--> candidate pairs from colliding buckets
-    driver: candidates verified on signature Jaccard (one file's signatures in memory at a time),
+    driver: candidates verified on exact shingle Jaccard of their texts (or on signature Jaccard;
+        either read one documents file at a time, and only for documents in candidate pairs),
         clustered without chains (filters.dedup.cluster), one survivor per cluster
     line partitions --(1 task / partition)--> lines seen in more than N surviving documents
     documents --write (1 task / file)--> curated/*.parquet without duplicates or boilerplate lines
@@ -24,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from filters.dedup import band_keys, bucket_pairs, cluster, iter_dedup_keys, lsh_params, signature_jaccard
+from filters.dedup import (band_keys, bucket_pairs, cluster, exact_jaccard, iter_dedup_keys, lsh_params,
+                           shingle_hashes, signature_jaccard)
 from pipeline import storage
 from pipeline.config import SieveConfig
 
@@ -175,7 +177,8 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any
     ray = init_ray(cfg)
     started = time.time()
     near, line_cfg = cfg.dedup.near, cfg.dedup.line
-    num_perm = cfg.filters["minhash"].num_perm if "minhash" in cfg.filters else 128
+    minhash = cfg.filters.get("minhash")
+    num_perm, ngram = (minhash.num_perm, minhash.ngram) if minhash is not None else (128, 5)
     if near.num_bands and near.rows_per_band:
         bands, rows = near.num_bands, near.rows_per_band
     else:
@@ -215,11 +218,17 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any
         candidates = np.unique(np.concatenate(parts), axis=0) if parts and sum(map(len, parts)) else candidates
         index_of = {int(g): i for i, g in enumerate(gid)}
         nodes = np.unique(candidates.reshape(-1))
-        sigs = _gather_signatures(ray, sig_refs, nodes)
         local = {int(g): j for j, g in enumerate(nodes)}
+        if near.verify_with == "text":
+            shingle_sets = [set(shingle_hashes(t, ngram).tolist()) for t in _gather_texts(doc_files, nodes, opts)]
 
-        def similar(i: int, j: int) -> bool:
-            return signature_jaccard(sigs[i], sigs[j]) >= near.threshold if near.verify else True
+            def similar(i: int, j: int) -> bool:
+                return not near.verify or exact_jaccard(shingle_sets[i], shingle_sets[j]) >= near.threshold
+        else:
+            sigs = _gather_signatures(ray, sig_refs, nodes)
+
+            def similar(i: int, j: int) -> bool:
+                return not near.verify or signature_jaccard(sigs[i], sigs[j]) >= near.threshold
 
         pairs = np.array([[local[int(a)], local[int(b)]] for a, b in candidates], dtype=np.int64).reshape(-1, 2)
         if len(pairs):
@@ -285,7 +294,7 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any
         "docs_in": int(n), "docs_out": int(sum(w["kept"] for w in written)),
         "removed_by_reason": dict(by_reason), "removed_by_file": per_file,
         "lsh": {"num_perm": num_perm, "bands": bands, "rows": rows, "threshold": near.threshold,
-                "partitions": partitions, "verify": near.verify},
+                "partitions": partitions, "verify": near.verify, "verify_with": near.verify_with},
         "candidate_pairs": int(len(candidates)), "verified_edges": int(len(edges)),
         "cluster_size_histogram": {str(k): int(v) for k, v in sorted(cluster_sizes.items())},
         "boilerplate_lines": int(len(boilerplate)),
@@ -309,6 +318,17 @@ def _gather_signatures(ray: Any, sig_refs: list, nodes: np.ndarray) -> np.ndarra
         mask = files == f
         rows[mask] = sigs[(nodes[mask] & 0xFFFFFFFF).astype(np.int64)]
     return rows
+
+
+def _gather_texts(doc_files: list[str], nodes: np.ndarray, opts: dict[str, Any]) -> list[str]:
+    """Texts of `nodes` (gids), reading one documents file's text column at a time."""
+    texts: list[str] = [""] * len(nodes)
+    files = nodes >> 32
+    for f in np.unique(files):
+        column = storage.read_parquet(doc_files[int(f)], columns=["text"], storage_options=opts).column("text")
+        for j in np.flatnonzero(files == f):
+            texts[j] = column[int(nodes[j] & 0xFFFFFFFF)].as_py()
+    return texts
 
 
 def _write_cluster_sample(out: str, opts: dict[str, Any], survivor: np.ndarray, reason: np.ndarray,
