@@ -27,6 +27,7 @@ import regex
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_PATTERN)
+_SURROGATE = regex.compile(r"[\ud800-\udfff]")
 _SAFE_CUT = regex.compile(r"[^\s]\n(?=\S)")  # a pre-token boundary whatever text follows
 CHUNK_BYTES = 16 << 20
 
@@ -48,7 +49,7 @@ def count_pretokens(text: str, special_tokens: list[str]) -> Counter[bytes]:
     specials = set(special_tokens)
     for part in (splitter.split(text) if splitter else [text]):
         if part and part not in specials:
-            counts.update(m.group() for m in _PRETOKEN.finditer(part))
+            counts.update(_PRETOKEN.findall(part))
     return Counter({k.encode("utf-8", "surrogatepass"): v for k, v in counts.items()})
 
 
@@ -120,6 +121,20 @@ class _Ranked:
         return (self.count, self.key) > (other.count, other.key)
 
 
+def _merge_pair(word: list[int], a: int, b: int, new_id: int) -> list[int] | None:
+    """`word` with every (a, b) replaced by new_id, left to right; None if (a, b) does not occur."""
+    merged, i, n, found = [], 0, len(word), False
+    while i < n:
+        if i + 1 < n and word[i] == a and word[i + 1] == b:
+            merged.append(new_id)
+            i += 2
+            found = True
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged if found else None
+
+
 def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size: int,
                           special_tokens: list[str]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """BPE merges from pre-token counts (see `train_bpe`)."""
@@ -148,23 +163,24 @@ def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size:
         merges.append((vocab[a], vocab[b]))
         changed: set[tuple[int, int]] = set()
         for w in pair_words.pop(entry.pair):
-            word, freq = words[w], freqs[w]
-            for pair in zip(word, word[1:]):
-                pair_counts[pair] -= freq
-                changed.add(pair)
-            merged, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
-                    merged.append(new_id)
-                    i += 2
-                else:
-                    merged.append(word[i])
-                    i += 1
+            word = words[w]
+            merged = _merge_pair(word, a, b, new_id)
+            if merged is None:
+                continue  # stale index entry: an earlier merge already consumed this pair here
             words[w] = merged
+            # Only the pairs around the merge sites change; count their net change once per word.
+            delta: dict[tuple[int, int], int] = defaultdict(int)
+            for pair in zip(word, word[1:]):
+                delta[pair] -= 1
             for pair in zip(merged, merged[1:]):
-                pair_counts[pair] += freq
-                pair_words[pair].add(w)
-                changed.add(pair)
+                delta[pair] += 1
+            freq = freqs[w]
+            for pair, d in delta.items():
+                if d:
+                    pair_counts[pair] += d * freq
+                    changed.add(pair)
+                    if d > 0:
+                        pair_words[pair].add(w)
         pair_counts.pop(entry.pair, None)
         for pair in changed:
             count = pair_counts.get(pair, 0)
@@ -245,6 +261,8 @@ class Tokenizer:
         self._splitter = _special_splitter(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}
         self._fast = None
+        merged = [a + b for a, b in self.merges]
+        self._fast_ok = len(set(merged)) == len(merged)
 
     # -- construction
     @classmethod
@@ -320,8 +338,7 @@ class Tokenizer:
     def fast_path_available(self) -> bool:
         """tiktoken merges by the rank of the merged bytes; that equals our merge order only when
         every merge yields a distinct byte string (and the text has no lone surrogates)."""
-        merged = [a + b for a, b in self.merges]
-        return len(set(merged)) == len(merged)
+        return self._fast_ok
 
     def _tiktoken(self):
         if self._fast is None:
@@ -335,11 +352,7 @@ class Tokenizer:
 
     def encode_fast(self, text: str) -> list[int]:
         """Same ids as `encode`, through tiktoken's Rust BPE when that is equivalent."""
-        if not self.fast_path_available():
-            return self.encode(text)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: tiktoken would replace them
+        if not self._fast_ok or _SURROGATE.search(text):  # tiktoken would replace lone surrogates
             return self.encode(text)
         encoding = self._tiktoken()
         out: list[int] = []
