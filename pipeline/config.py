@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from filters import FILTERS, FilterParams, filter_class
 
@@ -116,7 +116,8 @@ class SieveConfig(Section):
     run: RunSection = Field(default_factory=RunSection)
     input: InputSection
     extract: ExtractSection = Field(default_factory=ExtractSection)
-    filters: dict[str, FilterParams] = Field(default_factory=dict)
+    # SerializeAsAny: dump each filter's own parameters, not just the base class's `enabled`.
+    filters: dict[str, SerializeAsAny[FilterParams]] = Field(default_factory=dict)
     dedup: DedupSection = Field(default_factory=DedupSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     shards: ShardsSection = Field(default_factory=ShardsSection)

@@ -23,6 +23,14 @@ def test_hash_ignores_cpu_count_but_not_thresholds():
     assert base.hash() != other_threshold.hash()
 
 
+def test_filter_parameters_are_dumped_and_hashed():
+    a = parse_config({**MINIMAL, "filters": {"quality": {"min_score": 0.3}}})
+    b = parse_config({**MINIMAL, "filters": {"quality": {"min_score": 0.6}}})
+    assert a.dump()["filters"]["quality"]["min_score"] == 0.3
+    assert a.hash() != b.hash()
+    assert parse_config(a.dump()).filters["quality"].min_score == 0.3  # round trip (config.json)
+
+
 def test_filter_order_is_part_of_the_hash():
     a = parse_config({**MINIMAL, "filters": {"gopher": {}, "fineweb": {}}})
     b = parse_config({**MINIMAL, "filters": {"fineweb": {}, "gopher": {}}})
