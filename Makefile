@@ -23,7 +23,7 @@ sample: install
 	$(PY) -m pipeline.sample
 
 demo: install sample
-	$(PY) -m pipeline.run --config configs/sample.yaml
+	$(PY) -m pipeline.run --config configs/sample.yaml --overwrite
 
 test: install sample
 	$(PY) -m pytest -q
