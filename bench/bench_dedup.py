@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.common import peak_mb, run_measured
 from filters.dedup import (MinHasher, bucket_pairs, band_keys, cluster, exact_jaccard, lsh_params, shingle_hashes,
                            shingles, signature_jaccard)
 
@@ -133,6 +132,7 @@ def throughput(shared: Path, quick: bool) -> list[str]:
 
 _SCALE_CODE = """
 import time, numpy as np
+from bench.common import peak_mb, run_measured
 from filters.dedup import band_keys, bucket_pairs, cluster, lsh_params, signature_jaccard
 n = {n}
 rng = np.random.default_rng(0)
@@ -157,10 +157,9 @@ def scaling(quick: bool) -> list[str]:
     sizes = [20_000, 100_000] if quick else [100_000, 300_000, 1_000_000]
     rows = []
     for n in sizes:
-        code = _SCALE_CODE.format(n=n) + "\nimport resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        out = run_measured(_SCALE_CODE.format(n=n))
         seconds, pairs, removed = float(out[out.index("SECONDS") + 1]), int(out[out.index("PAIRS") + 1]), int(out[out.index("REMOVED") + 1])
-        rss = int(out[out.index("RSS") + 1]) / 1024
+        rss = peak_mb(out)
         rows.append((n, seconds, rss, pairs, removed))
     lines = ["LSH (bands from the 0.8 threshold) + candidate verification + chain-safe clustering over synthetic "
              "128-value signatures, 5% planted near-copies, one process (peak RSS includes the signatures, 512 B each):", "",

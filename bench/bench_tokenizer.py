@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import realweb_pages
+from bench.common import peak_mb, realweb_pages, run_measured
 from filters.extract import html_to_text
 
 EOT = "<|endoftext|>"
@@ -41,10 +40,9 @@ print("SECONDS", seconds)
 
 
 def _measure(code: str) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of a child process running `code`."""
-    full = code + "\nimport resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    out = subprocess.run([sys.executable, "-c", full], capture_output=True, text=True, check=True).stdout.split()
-    return float(out[out.index("SECONDS") + 1]), int(out[out.index("RSS") + 1]) / 1024
+    """(seconds, peak RSS MB) of a child process running `code` (its pool workers not included)."""
+    out = run_measured(code)
+    return float(out[out.index("SECONDS") + 1]), peak_mb(out)
 
 
 def build_corpus(shared: Path, work: Path, target_mb: int) -> Path:

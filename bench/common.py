@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -40,7 +39,10 @@ def wcxb_pages(shared: Path, limit: int | None = None) -> list[tuple[str, bytes,
     for gt_path in sorted((root / "ground-truth").glob("*.json")):
         gt = json.loads(gt_path.read_text())
         html = gzip.decompress((root / "html" / f"{gt_path.stem}.html.gz").read_bytes())
-        out.append((gt_path.stem, html, gt["ground_truth"]["main_content"] or ""))
+        truth = gt["ground_truth"].get("main_content")
+        if not truth:  # a few pages have no main-content ground truth: nothing to score against
+            continue
+        out.append((gt_path.stem, html, truth))
         if limit and len(out) >= limit:
             break
     return out
@@ -68,13 +70,18 @@ def time_per_item(fn: Callable[[object], object], items: Iterable[object]) -> tu
     return time.perf_counter() - started, len(items)
 
 
-def peak_rss_mb_of(code: str) -> float:
-    """Peak RSS (MB) of a fresh Python child running `code` (honest: nothing else in that process)."""
-    proc = subprocess.run([sys.executable, "-c", code + "\nimport resource,sys;"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True)
-    return int(proc.stdout.strip().splitlines()[-1]) / 1024
+# Peak RSS of the current process image: /proc's VmHWM is reset by exec, unlike ru_maxrss, which on
+# Linux keeps the high-water mark of the parent that forked the child (every child would report the
+# benchmark driver's own peak).
+PEAK_RSS_CODE = ("\nprint('RSS', next(int(l.split()[1]) for l in open('/proc/self/status') "
+                 "if l.startswith('VmHWM:')))")
 
 
-def self_peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def run_measured(code: str) -> list[str]:
+    """Run `code` in a fresh Python; its stdout words, ending with 'RSS <peak kB>'."""
+    proc = subprocess.run([sys.executable, "-c", code + PEAK_RSS_CODE], capture_output=True, text=True, check=True)
+    return proc.stdout.split()
+
+
+def peak_mb(words: list[str]) -> float:
+    return int(words[words.index("RSS") + 1]) / 1024

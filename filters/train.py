@@ -25,6 +25,7 @@ import random
 import re
 import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -35,9 +36,11 @@ _SPACE = re.compile(r"\s+")
 _WIKITEXT = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" <unk>", ""), ("<unk> ", ""))
 
 
+@lru_cache(maxsize=8)
 def prepare_text(text: str, max_chars: int | None = None) -> str:
     """One lowercase line with punctuation split off words: what the models see, in training and
-    at prediction time alike (so spacing conventions of a corpus cannot be learned as quality)."""
+    at prediction time alike (so spacing conventions of a corpus cannot be learned as quality).
+    Cached for the last few texts: the quality, NSFW and hate models all read the same document."""
     if max_chars is not None:
         text = text[:max_chars]
     return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text.lower())).strip()
