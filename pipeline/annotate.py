@@ -103,7 +103,9 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
         stats.status = "failed"
         stats.add_error("open_error", message=str(exc))
         log.error("input %s failed: %s", input_path, exc)
-    except Exception as exc:  # noqa: BLE001 - a bug must not lose the documents already written
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a bug (or a Rust panic) must not lose the documents written
         stats.status = "failed"
         stats.add_error("task_error", message=f"{type(exc).__name__}: {exc}")
         log.exception("input %s: unexpected error", input_path)
@@ -153,7 +155,9 @@ def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: lis
             continue
         try:
             payload = rec.read_payload(max_bytes + 1)
-        except Exception as exc:  # noqa: BLE001 - damaged payloads (bad gzip, bad chunks)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - damaged payloads (bad gzip, bad chunks), Rust panics
             stats.add_error("payload_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
             log.warning("%s @%d %s: payload unreadable: %s", input_path, rec.offset, rec.record_id, exc)
             continue

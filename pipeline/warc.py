@@ -164,6 +164,13 @@ class RetryingHTTPStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        """fastwarc asks where the stream is (it panics on a stream without tell)."""
+        return self.position
+
     def readinto(self, buffer: Any) -> int:
         for attempt in range(self.retries + 1):
             try:
@@ -355,7 +362,9 @@ def iter_records(open_stream: Callable[[], IO[bytes]]) -> Iterator[RawRecord | R
             return
         except InputError:
             raise
-        except Exception as exc:  # noqa: BLE001 - parser errors on damaged input are expected
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - damaged input; fastwarc's Rust panics are BaseException
             errors.append(f"{parser.__name__.strip('_').split('_')[0]}: {type(exc).__name__}: {exc}")
         finally:
             stream.close()
