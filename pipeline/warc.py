@@ -55,7 +55,7 @@ def resolve_inputs(paths: list[str], paths_listing: str | None = None, base_url:
         matches = sorted(glob.glob(os.path.expanduser(local), recursive=True))
         if not matches:
             raise InputError(f"input.paths: {pattern!r} matches no file")
-        resolved.extend(m for m in matches if os.path.isfile(m))
+        resolved.extend(m for m in matches if not os.path.isdir(m))  # unreadable files fail visibly later
     if paths_listing:
         resolved.extend(read_paths_listing(paths_listing, base_url, storage_options))
     if limit is not None:
@@ -226,7 +226,10 @@ def open_input(path: str, *, storage_options: dict[str, Any] | None = None, retr
     if path.startswith(("http://", "https://")):
         return io.BufferedReader(RetryingHTTPStream(path, retries=retries, backoff_s=backoff_s), 1 << 20)
     if "://" not in path or path.startswith("file://"):
-        return open(path.removeprefix("file://"), "rb")
+        try:
+            return open(path.removeprefix("file://"), "rb")
+        except OSError as exc:  # missing, a directory, a dangling link, no permission
+            raise InputError(f"{path}: cannot open: {exc}") from exc
     last: BaseException | None = None
     for attempt in range(retries + 1):
         try:
