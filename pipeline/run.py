@@ -10,17 +10,21 @@ config into the same output directory resumes: finished inputs and stages are sk
 """
 from __future__ import annotations
 
+import os
+import sys
+
+if __package__ in (None, ""):
+    # `python pipeline/run.py` puts pipeline/ first on sys.path, where our tokenize.py would shadow
+    # the standard library's tokenize (used by logging, linecache, ...): use the repo root instead.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
 import argparse
 import logging
-import os
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # `python pipeline/run.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import storage  # noqa: E402
 from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
@@ -168,8 +172,7 @@ def prepare_output(cfg: SieveConfig) -> None:
                     f"{out} holds a run of a different config (hash {previous.get('config_hash', '?')[:12]}, "
                     f"this config {cfg.hash()[:12]}). Choose another output.path (--output) or pass "
                     f"--overwrite to delete it and start fresh.")
-            fs, path = storage.fs_and_path(out, opts)
-            fs.rm(path, recursive=True)
+            storage.remove_tree(out, opts)
     storage.makedirs(out, opts)
     # Not key-sorted: the order of `filters` is meaningful (refilter reads it back).
     storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts, sort_keys=False)

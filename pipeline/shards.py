@@ -14,6 +14,8 @@ workers, and `state_dict()` resumes it mid-epoch.
 """
 from __future__ import annotations
 
+import sys
+from functools import lru_cache
 from typing import Any, Iterator
 
 import numpy as np
@@ -25,12 +27,6 @@ from pipeline import storage
 
 SCHEMA_VERSION = 1
 
-try:  # torch stays optional: with it, TokenShards is a real IterableDataset for DataLoader
-    from torch.utils.data import IterableDataset as _DatasetBase
-    from torch.utils.data import get_worker_info as _torch_worker_info
-except ImportError:  # pragma: no cover - depends on the environment
-    _DatasetBase = object
-    _torch_worker_info = None
 
 
 def token_dtype(vocab_size: int) -> pa.DataType:
@@ -79,8 +75,13 @@ def write_shard(part_paths: list[str], index: int, num_shards: int, seed: int, v
             "tokens": int(pa.compute.sum(table.column("num_tokens")).as_py() or 0)}
 
 
-class TokenShards(_DatasetBase):
-    """Iterate packed training windows of `seq_len + 1` tokens from a `tokens/` directory."""
+class PlainTokenShards:
+    """Iterate packed training windows of `seq_len + 1` tokens from a `tokens/` directory.
+
+    Import it as `TokenShards`: with PyTorch installed that name is a subclass that is also a
+    `torch.utils.data.IterableDataset` (so DataLoader treats it as iterable-style). torch is only
+    imported when that name is first used, never by the pipeline itself.
+    """
 
     def __init__(self, path: str, seq_len: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
                  batch_size: int = 1, num_workers: int | None = None, worker_id: int | None = None) -> None:
@@ -115,7 +116,8 @@ class TokenShards(_DatasetBase):
     def _worker(self) -> tuple[int, int]:
         if self._num_workers is not None:
             return self._worker_id or 0, self._num_workers
-        info = _torch_worker_info() if _torch_worker_info else None
+        torch = sys.modules.get("torch")  # no torch imported: not inside a DataLoader worker
+        info = torch.utils.data.get_worker_info() if torch is not None else None
         return (info.id, info.num_workers) if info else (0, 1)
 
     def shard_order(self, epoch: int) -> list[str]:
@@ -165,3 +167,19 @@ class TokenShards(_DatasetBase):
         """Windows this rank sees in one epoch."""
         total = max(0, (self.manifest["total_tokens"] - 1) // self.seq_len)
         return total // self.world_size + (1 if self.rank < total % self.world_size else 0)
+
+
+@lru_cache(maxsize=1)
+def _token_shards_class() -> type:
+    try:
+        from torch.utils.data import IterableDataset
+    except ImportError:
+        return PlainTokenShards
+    return type("TokenShards", (PlainTokenShards, IterableDataset), {"__module__": __name__})
+
+
+def __getattr__(name: str) -> Any:
+    """`TokenShards`, resolved on first use (PEP 562) so that importing this module never imports torch."""
+    if name == "TokenShards":
+        return _token_shards_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

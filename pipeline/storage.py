@@ -9,6 +9,7 @@ import io
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from typing import Any, Iterator
 
@@ -57,6 +58,17 @@ def listdir(path: str, suffix: str = "", storage_options: dict[str, Any] | None 
         if base.endswith(suffix) and not base.startswith(".tmp-"):
             out.append(join(path, base) if proto else os.path.join(path, base))
     return out
+
+
+def remove_tree(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete a directory tree (missing is fine). Local trees go through shutil: fsspec's local rm
+    calls os.getcwd(), which fails in a Ray job whose working directory was already cleaned up."""
+    if not is_remote(path):
+        shutil.rmtree(path.removeprefix("file://"), ignore_errors=True)
+        return
+    fs, p = fs_and_path(path, storage_options)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
 
 
 def atomic_write_bytes(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:

@@ -126,8 +126,7 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[s
     write = ray.remote(write_shard)
     shards = ray.get([write.remote(parts, k, num_shards, cfg.shards.seed, len(tokenizer.vocab),
                                    storage.join(out, "tokens", shard_name(k)), opts) for k in range(num_shards)])
-    fs, parts_dir = storage.fs_and_path(storage.join(out, "tokens", ".parts"), opts)
-    fs.rm(parts_dir, recursive=True)
+    storage.remove_tree(storage.join(out, "tokens", ".parts"), opts)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "config_hash": cfg.hash(),
