@@ -1,29 +1,30 @@
-"""Deduplication primitives: text normalization, MinHash signatures, LSH buckets, clustering,
-and the file-level APIs `exact_line_dedup` and `minhash_dedup`.
+"""Deduplication primitives: text normalization, MinHash signatures, LSH buckets, chain-safe
+clustering, line keys, and the file-level APIs `exact_line_dedup` and `minhash_dedup`.
 
-MinHash follows datasketch's default "affine32" scheme exactly: each shingle gets a 32-bit hash,
-pre-mixed by the MurmurHash3 finalizer, then permuted by h -> a*h + b (mod 2^32) with (a, b)
-drawn from `np.random.RandomState(seed)` as datasketch draws them. So a stored signature is a
-datasketch signature: `datasketch.MinHash(num_perm, seed=seed, hashfunc=shingle_hash32)` fed the
-`shingles(text)` gives the same hash values, and `LeanMinHash(seed=seed, hashvalues=sig)` works.
-What makes it fast is that shingles are never Python objects: word hashes come from numpy over
-the text's code points, n-gram hashes are a few vector operations, and
-the permutations are one (shingles x num_perm) uint32 multiply-add.
+Signatures are datasketch signatures. Each shingle gets a 32-bit hash (`shingle_hash32`), then
+num_perm permutations drawn from `np.random.RandomState(seed)` exactly as datasketch draws them:
+scheme "affine32" (datasketch >= 2.0 default: murmur3 finalizer, then a*h + b mod 2^32) or
+"legacy" (datasketch < 2.0: (a*h + b) mod (2^61 - 1), truncated to 32 bits). So
+`datasketch.MinHash(num_perm, seed=seed, hashfunc=shingle_hash32, scheme=scheme)` fed
+`shingles(text)` holds the same hash values, and `LeanMinHash(seed=seed, hashvalues=sig,
+scheme=scheme)` built from a stored signature compares with it.
 
-Clustering refuses chains: LSH candidates are checked (signature Jaccard, or exact shingle
-Jaccard when the text is at hand) before they become edges, and inside each connected component a
-member joins a cluster only if it is similar to that cluster's survivor itself; so A~B~C with A
-and C far apart never puts A and C in one cluster.
+Speed comes from never making a Python object per word or shingle: the text is normalized on its
+code points with numpy, words are hashed with a vectorized polynomial hash, n-grams are a few
+vector operations, and the permutations are one (shingles x num_perm) multiply-add.
+
+Clustering refuses chains: candidate pairs are checked before they become edges, and inside a
+connected component a document is removed only if it is itself similar to the survivor that
+removes it; so with A~B and B~C but not A~C, A and C are never merged.
 """
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -31,13 +32,15 @@ import xxhash
 
 from filters.base import DocFilter, Document, FilterParams
 
-_SPACES = re.compile(r"\s+")
+Scheme = Literal["affine32", "legacy"]
 _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
 _WORD_BASE = 0xD6E8FEB86659FD93
 _U32 = np.uint64(0xFFFFFFFF)
+_MERSENNE = np.uint64((1 << 61) - 1)
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 _TABLE_SIZE = 0x30000  # code points past it (rare scripts) count as word characters
 _DROP, _WORD, _SPACE = 0, 1, 2
+_SPACE_CODE = np.uint32(0x20)
 
 
 # ---------------------------------------------------------------- normalization and shingles
@@ -60,43 +63,61 @@ def _position_powers() -> np.ndarray:
     return np.cumprod(powers)
 
 
+def _normalized_codes(text: str) -> np.ndarray:
+    """Code points of the normalized text: lowercase, NFD, accents and punctuation dropped, every
+    whitespace run between two words one U+0020, none at the ends."""
+    text = text.lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFD", text)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    classes = _char_classes().take(codes, mode="clip")
+    kept = classes != _DROP
+    codes, word = codes[kept], classes[kept] == _WORD
+    if not word.any():
+        return np.zeros(0, dtype=np.uint32)
+    after_word = np.concatenate(([False], word[:-1]))
+    keep = word | (after_word & (np.arange(len(word)) < np.flatnonzero(word)[-1]))
+    codes = codes[keep]
+    codes[~word[keep]] = _SPACE_CODE
+    return codes
+
+
 def normalize_text(text: str) -> str:
     """Lowercase, NFD with accents stripped, punctuation removed, whitespace collapsed."""
-    classes = _char_classes()
-    kept = "".join(ch for ch in unicodedata.normalize("NFD", text.lower())
-                   if classes[min(ord(ch), _TABLE_SIZE)] != _DROP)
-    return " ".join(kept.split())
+    return _normalized_codes(text).tobytes().decode("utf-32-le", "surrogatepass")
 
 
-def normalized_word_hashes(text: str) -> np.ndarray:
-    """uint64 hash of each word of `normalize_text(text)`, computed with numpy on code points
-    (no Python string per word). Equal words get equal hashes."""
-    codes = np.frombuffer(unicodedata.normalize("NFD", text.lower()).encode("utf-32-le", "surrogatepass"),
-                          dtype=np.uint32)
-    classes = _char_classes().take(codes, mode="clip")
-    word = classes == _WORD
-    codes = codes[word | (classes == _SPACE)]
-    is_word = word[word | (classes == _SPACE)]
-    if not is_word.any():
+def _word_hashes(codes: np.ndarray) -> np.ndarray:
+    """uint64 hash of each word of normalized code points (words are split by single spaces)."""
+    if len(codes) == 0:
         return np.zeros(0, dtype=np.uint64)
-    starts = np.flatnonzero(is_word & ~np.concatenate(([False], is_word[:-1])))
-    word_chars = np.flatnonzero(is_word)
-    # Index of each word character's word, and its position inside that word.
-    word_of = np.cumsum(np.isin(word_chars, starts)) - 1
-    position = word_chars - starts[word_of]
-    powers = _position_powers()
-    weights = (codes[word_chars].astype(np.uint64) + np.uint64(1)) * powers[np.minimum(position, len(powers) - 1)]
-    first = np.flatnonzero(np.concatenate(([True], word_of[1:] != word_of[:-1])))
-    hashes = np.add.reduceat(weights, first)
+    is_space = codes == _SPACE_CODE
+    spaces = np.flatnonzero(is_space)
+    starts = np.concatenate(([0], spaces + 1))            # word w starts at starts[w] in `codes`
+    chars = np.flatnonzero(~is_space)
+    word_of = np.cumsum(is_space)[chars]                  # spaces before a char = its word index
+    position = np.minimum(chars - starts[word_of], len(_position_powers()) - 1)
+    weights = (codes[chars].astype(np.uint64) + np.uint64(1)) * _position_powers()[position]
+    hashes = np.add.reduceat(weights, starts - np.arange(len(starts)))  # word starts among `chars`
     hashes ^= hashes >> np.uint64(31)
     hashes *= np.uint64(0x94D049BB133111EB)
     hashes ^= hashes >> np.uint64(29)
     return hashes
 
 
+def normalized_word_hashes(text: str) -> np.ndarray:
+    """uint64 hash of each word of `normalize_text(text)`; equal words get equal hashes."""
+    return _word_hashes(_normalized_codes(text))
+
+
+def _text_hash_of_codes(codes: np.ndarray) -> int:
+    return xxhash.xxh3_64_intdigest(codes.tobytes().decode("utf-32-le", "surrogatepass")
+                                    .encode("utf-8", "surrogatepass"))
+
+
 def text_hash(text: str) -> int:
-    """64-bit hash of the normalized text: equal after normalization means exact duplicate."""
-    return xxhash.xxh3_64_intdigest(normalized_word_hashes(text).tobytes())
+    """xxh3-64 of the UTF-8 normalized text: equal after normalization means exact duplicate."""
+    return _text_hash_of_codes(_normalized_codes(text))
 
 
 def _ngram_hashes(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
@@ -116,21 +137,21 @@ def _ngram_hashes(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
 
 
 def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
-    """Distinct 32-bit hashes of the normalized text's word n-grams."""
+    """Sorted distinct 32-bit hashes of the normalized text's word n-grams (its shingle set)."""
     return np.unique(_ngram_hashes(normalized_word_hashes(text), ngram))
 
 
 def shingles(text: str, ngram: int = 5) -> list[str]:
-    """The word n-grams themselves (for datasketch's update loop and for exact Jaccard)."""
-    words = normalize_text(text).split()
-    n = min(ngram, len(words))
+    """The word n-grams themselves (for datasketch's update loop and other libraries)."""
+    words = normalize_text(text).split(" ")
+    n = min(ngram, len(words)) if words[0] else 0
     return [" ".join(words[i: i + n]) for i in range(len(words) - n + 1)] if n else []
 
 
 def shingle_hash32(shingle: bytes | str) -> int:
     """The hash `shingle_hashes` gives one shingle: datasketch's `hashfunc` for compatibility."""
     if isinstance(shingle, bytes):
-        shingle = shingle.decode("utf-8")
+        shingle = shingle.decode("utf-8", "surrogatepass")
     hashes = normalized_word_hashes(shingle)
     return int(_ngram_hashes(hashes, len(hashes))[0])
 
@@ -138,18 +159,31 @@ def shingle_hash32(shingle: bytes | str) -> int:
 # ---------------------------------------------------------------- MinHash
 
 class MinHasher:
-    """datasketch-compatible affine32 MinHash over numpy shingle hashes."""
+    """datasketch-compatible MinHash (scheme "affine32" or "legacy") over numpy shingle hashes."""
 
-    def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5) -> None:
-        self.num_perm, self.seed, self.ngram = num_perm, seed, ngram
-        gen = np.random.RandomState(seed)  # the draws datasketch makes for scheme="affine32"
-        self.a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-        self.b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5, scheme: Scheme = "affine32") -> None:
+        self.num_perm, self.seed, self.ngram, self.scheme = num_perm, seed, ngram, scheme
+        gen = np.random.RandomState(seed)  # the draws datasketch makes, in its order
+        if scheme == "affine32":
+            self.a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+            self.b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        elif scheme == "legacy":
+            pairs = np.array([(gen.randint(1, _MERSENNE, dtype=np.uint64), gen.randint(0, _MERSENNE, dtype=np.uint64))
+                              for _ in range(num_perm)], dtype=np.uint64)
+            self.a, self.b = pairs[:, 0].copy(), pairs[:, 1].copy()
+        else:
+            raise ValueError(f"MinHash scheme must be 'affine32' or 'legacy', got {scheme!r}")
 
     def signature_of_hashes(self, hashes: np.ndarray) -> np.ndarray:
-        """MinHash of a set of 32-bit shingle hashes (all-max for the empty set, as datasketch)."""
+        """uint32 MinHash of 32-bit shingle hashes (repeats allowed; all-max for none, as datasketch)."""
         if len(hashes) == 0:
             return np.full(self.num_perm, 0xFFFFFFFF, dtype=np.uint32)
+        if self.scheme == "legacy":
+            permuted = np.multiply.outer(hashes.astype(np.uint64), self.a)  # wraps mod 2^64 as datasketch
+            permuted += self.b
+            permuted %= _MERSENNE
+            permuted &= _U32
+            return permuted.min(axis=0).astype(np.uint32)
         s1, m1, s2, m2, s3 = _FMIX32
         hv = hashes.astype(np.uint32)
         hv = hv ^ (hv >> s1)
@@ -157,13 +191,18 @@ class MinHasher:
         hv ^= hv >> s2
         hv *= m2
         hv ^= hv >> s3
-        with np.errstate(over="ignore"):
-            permuted = np.multiply.outer(hv, self.a)
-            permuted += self.b
+        permuted = np.multiply.outer(hv, self.a)
+        permuted += self.b
         return permuted.min(axis=0)
 
     def signature(self, text: str) -> np.ndarray:
-        return self.signature_of_hashes(shingle_hashes(text, self.ngram))
+        return self.signature_of_hashes(_ngram_hashes(normalized_word_hashes(text), self.ngram))
+
+    def signature_and_text_hash(self, text: str) -> tuple[np.ndarray, int]:
+        """Both signals from one normalization pass (what the annotate stage stores)."""
+        codes = _normalized_codes(text)
+        return (self.signature_of_hashes(_ngram_hashes(_word_hashes(codes), self.ngram)),
+                _text_hash_of_codes(codes))
 
 
 def signature_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -171,20 +210,22 @@ def signature_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
-def exact_jaccard(a: set | np.ndarray, b: set | np.ndarray) -> float:
-    a, b = set(a.tolist() if isinstance(a, np.ndarray) else a), set(b.tolist() if isinstance(b, np.ndarray) else b)
-    if not a and not b:
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two shingle sets given as sorted distinct arrays (`shingle_hashes`)."""
+    if len(a) == 0 and len(b) == 0:
         return 1.0
-    return len(a & b) / len(a | b)
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
 
 
 def lsh_params(threshold: float, num_perm: int, target_recall: float = 0.99) -> tuple[int, int]:
     """(bands, rows per band): the most rows per band (fewest false candidates) whose S-curve still
     makes a pair at exactly `threshold` a candidate with probability >= `target_recall`.
 
-    Candidates are verified afterwards, so false candidates cost a check while missed pairs are
-    lost: this places the curve below the threshold. (datasketch's optimiser, which weighs both
-    errors alike, gives 9 x 13 at 0.8 / 128, which finds a pair at Jaccard 0.8 only 40% of the time.)
+    Candidates are verified afterwards, so a false candidate costs one check while a missed pair
+    is a duplicate left in the corpus: the curve is placed below the threshold. (datasketch's
+    `_optimal_param`, which weighs both errors alike, gives 9 x 13 at 0.8 / 128 and finds a pair at
+    Jaccard 0.8 only 40% of the time.)
     """
     for rows in range(num_perm, 0, -1):
         bands = num_perm // rows
@@ -193,14 +234,18 @@ def lsh_params(threshold: float, num_perm: int, target_recall: float = 0.99) -> 
     return num_perm, 1
 
 
+def candidate_probability(similarity: float, bands: int, rows: int) -> float:
+    """P(two documents with this Jaccard share at least one band bucket)."""
+    return 1 - (1 - similarity ** rows) ** bands
+
+
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n_docs, bands) uint64 bucket keys: a hash of each band's rows, salted by band index."""
-    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    acc = np.zeros(sig.shape[:2], dtype=np.uint64)
+    acc = np.zeros((len(signatures), bands), dtype=np.uint64)
     for r in range(rows):
         acc *= _NGRAM_BASE
-        acc += sig[:, :, r]
-    acc += np.arange(bands, dtype=np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+        acc += signatures[:, r: bands * rows: rows]  # row r of every band
+    acc += np.arange(bands, dtype=np.uint64) * np.uint64(_WORD_BASE)
     acc ^= acc >> np.uint64(31)
     acc *= np.uint64(0x94D049BB133111EB)
     acc ^= acc >> np.uint64(29)
@@ -208,8 +253,8 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def bucket_pairs(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Candidate pairs from colliding keys: each bucket's members paired with its first member
-    (a star: k-1 pairs per bucket of k, not k^2). Returns an (m, 2) array of ids, deduplicated."""
+    """Candidate pairs from colliding keys: each bucket's members paired with its smallest id
+    (a star: k-1 pairs per bucket of k, not k^2). Returns a sorted (m, 2) array, deduplicated."""
     if len(keys) < 2:
         return np.zeros((0, 2), dtype=ids.dtype)
     order = np.lexsort((ids, keys))
@@ -218,44 +263,88 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
     first_of = np.repeat(ids[starts], np.diff(np.append(starts, len(keys))))
     mask = first_of != ids
     pairs = np.stack([first_of[mask], ids[mask]], axis=1)
-    if len(pairs) == 0:
-        return pairs
-    pairs.sort(axis=1)
-    return np.unique(pairs, axis=0)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
+
+
+def split_component(members: np.ndarray, similar: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Survivor of each member of one connected component, refusing chains.
+
+    `members` are in survivor-preference order. The first remaining member becomes a survivor and
+    takes every remaining member that `similar(center, others)` accepts; repeat with the rest.
+    """
+    survivor = members.copy()
+    remaining = np.arange(len(members))  # positions in `members`
+    while len(remaining) > 1:
+        center, rest = remaining[0], remaining[1:]
+        taken = similar(int(members[center]), members[rest])
+        survivor[rest[taken]] = members[center]
+        remaining = rest[~taken]
+    return survivor
+
+
+def connected_components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Component label per item of 0..n-1 (scipy; the edge list must fit in memory)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    if len(edges) == 0:
+        return np.arange(n)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return scipy_components(graph, directed=False)[1]
+
+
+def components_in_rank_order(labels: np.ndarray, rank: np.ndarray) -> list[np.ndarray]:
+    """Members of every component with more than one member, each sorted best rank first."""
+    order = np.lexsort((rank, labels))
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_labels[1:] != sorted_labels[:-1])))
+    groups = np.split(order, starts[1:])
+    return [g for g in groups if len(g) > 1]
 
 
 def cluster(n: int, edges: np.ndarray, rank: np.ndarray,
-            similar: Callable[[int, int], bool]) -> np.ndarray:
-    """Cluster id per item (the id of its survivor) from verified edges, refusing chains.
-
-    Connected components of `edges` are split greedily: the best-ranked remaining member
-    (lowest `rank`) becomes a survivor and takes every remaining member similar to it; repeat.
-    Items in no edge are their own cluster.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+            similar: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Survivor index per item from verified edges: connected components, each split by
+    `split_component` (best `rank` first, lowest wins). Items in no edge survive themselves."""
     survivor = np.arange(n)
-    if len(edges) == 0:
-        return survivor
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels)
-    multi = np.flatnonzero(sizes[labels] > 1)
-    by_component: dict[int, list[int]] = {}
-    for item in multi[np.argsort(rank[multi], kind="stable")]:
-        by_component.setdefault(int(labels[item]), []).append(int(item))
-    for members in by_component.values():
-        remaining = members
-        while remaining:
-            center, rest = remaining[0], remaining[1:]
-            remaining = []
-            for item in rest:
-                if similar(center, item):
-                    survivor[item] = center
-                else:
-                    remaining.append(item)
+    for members in components_in_rank_order(connected_components(n, edges), rank):
+        survivor[members] = split_component(members, similar)
     return survivor
+
+
+def exact_similar(sets: Sequence[np.ndarray], threshold: float) -> Callable[[int, np.ndarray], np.ndarray]:
+    """`similar` for `cluster` on exact shingle Jaccard of `sets[i]`."""
+    return lambda center, others: np.array([exact_jaccard(sets[center], sets[o]) >= threshold for o in others],
+                                           dtype=bool)
+
+
+def signature_similar(signatures: np.ndarray, threshold: float) -> Callable[[int, np.ndarray], np.ndarray]:
+    """`similar` for `cluster` on signature-estimated Jaccard of rows of `signatures`."""
+    need = threshold * signatures.shape[1]
+    return lambda center, others: (signatures[others] == signatures[center]).sum(axis=1) >= need
+
+
+# ---------------------------------------------------------------- lines
+
+def line_key(line: str) -> int:
+    """Hash identifying a line for boilerplate counting (surrounding whitespace ignored)."""
+    return xxhash.xxh3_64_intdigest(line.strip().encode("utf-8", "surrogatepass"))
+
+
+def distinct_line_keys(text: str, min_chars: int) -> list[int]:
+    """Keys of a document's distinct lines with at least `min_chars` non-space characters."""
+    return list({line_key(line) for line in text.split("\n") if len(line.strip()) >= min_chars})
+
+
+def remove_lines(text: str, drop: set[int] | frozenset[int], min_chars: int) -> tuple[str, int]:
+    """(text without the lines whose key is in `drop`, number of lines removed). Lines shorter
+    than `min_chars` are never removed; an untouched text comes back unchanged."""
+    if not drop:
+        return text, 0
+    lines = text.split("\n")
+    kept = [line for line in lines if len(line.strip()) < min_chars or line_key(line) not in drop]
+    removed = len(lines) - len(kept)
+    return ("\n".join(kept), removed) if removed else (text, 0)
 
 
 # ---------------------------------------------------------------- the annotate-stage filter
@@ -264,6 +353,7 @@ class MinHashParams(FilterParams):
     num_perm: int = 128
     ngram: int = 5
     seed: int = 1
+    scheme: Scheme = "affine32"
 
 
 class MinHashFilter(DocFilter):
@@ -282,11 +372,9 @@ class MinHashFilter(DocFilter):
 
     def annotate(self, doc: Document) -> None:
         if self._hasher is None:
-            self._hasher = MinHasher(self.params.num_perm, self.params.seed, self.params.ngram)
-        words = normalized_word_hashes(doc.text)
-        # Repeated shingles do not change a minimum: no need to deduplicate them first.
-        doc.signals["minhash"] = self._hasher.signature_of_hashes(_ngram_hashes(words, self.params.ngram))
-        doc.signals["text_hash"] = xxhash.xxh3_64_intdigest(words.tobytes())
+            p = self.params
+            self._hasher = MinHasher(p.num_perm, p.seed, p.ngram, p.scheme)
+        doc.signals["minhash"], doc.signals["text_hash"] = self._hasher.signature_and_text_hash(doc.text)
 
     def decide(self, signals: Mapping[str, Any]) -> str | None:
         return None
@@ -303,25 +391,32 @@ def _write_text(path: Path, text: str) -> None:
     path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
 
 
+def _exact_line_keys(lines: list[str]) -> np.ndarray:
+    return np.fromiter((xxhash.xxh3_64_intdigest(line.encode("utf-8", "surrogateescape")) for line in lines),
+                       dtype=np.uint64, count=len(lines))
+
+
 def exact_line_dedup(input_paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, int]:
     """Keep only the lines that occur exactly once in the whole corpus.
 
-    Two passes: count every line (by 64-bit hash, so memory is 8 bytes per distinct line) across
-    all files, then write each file under the same name to `output_dir` with its unique lines.
+    Two passes: count every line (its content without the line break, by 64-bit hash: 8 bytes per
+    line) across all files, then write each file under the same name to `output_dir` with only its
+    lines of count 1, line breaks as they were.
     """
-    counts: Counter[int] = Counter()
-    for path in input_paths:
-        counts.update(xxhash.xxh3_64_intdigest(line.encode("utf-8", "surrogateescape"))
-                      for line in _read_text(path).splitlines(keepends=True))
+    names = [Path(p).name for p in input_paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"exact_line_dedup: input file names must be distinct (outputs use them): {names}")
+    keys = [_exact_line_keys(_read_text(p).splitlines()) for p in input_paths]
+    values, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.uint64), return_counts=True)
+    once = values[counts == 1]
     out = Path(output_dir)
     lines_in = lines_out = 0
-    for path in input_paths:
+    for path, file_keys in zip(input_paths, keys):
         lines = _read_text(path).splitlines(keepends=True)
-        kept = [line for line in lines
-                if counts[xxhash.xxh3_64_intdigest(line.encode("utf-8", "surrogateescape"))] == 1]
+        keep = np.isin(file_keys, once)
         lines_in += len(lines)
-        lines_out += len(kept)
-        _write_text(out / Path(path).name, "".join(kept))
+        lines_out += int(keep.sum())
+        _write_text(out / Path(path).name, "".join(line for line, k in zip(lines, keep) if k))
     return {"files": len(input_paths), "lines_in": lines_in, "lines_out": lines_out}
 
 
@@ -332,37 +427,38 @@ def minhash_dedup(input_paths: Sequence[str | os.PathLike], output_dir: str | os
 
     LSH over `num_bands` bands of `num_hashes // num_bands` rows proposes candidates; a pair
     becomes an edge only if its exact shingle Jaccard is >= `jaccard_threshold`; clusters refuse
-    chains (see `cluster`); the first file of each cluster (in input order) survives.
+    chains (`split_component`); the first file of each cluster in input order survives.
     """
     if num_bands < 1 or num_hashes % num_bands:
         raise ValueError(f"num_hashes ({num_hashes}) must be a multiple of num_bands ({num_bands})")
+    names = [Path(p).name for p in input_paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"minhash_dedup: input file names must be distinct (outputs use them): {names}")
     hasher = MinHasher(num_hashes, seed, ngrams)
     texts = [_read_text(p) for p in input_paths]
-    shingle_sets = [shingle_hashes(t, ngrams) for t in texts]
-    signatures = np.stack([hasher.signature_of_hashes(s) for s in shingle_sets]) if texts else \
-        np.zeros((0, num_hashes), dtype=np.uint32)
-    keys = band_keys(signatures, num_bands, num_hashes // num_bands)
+    sets = [shingle_hashes(t, ngrams) for t in texts]
     n = len(texts)
-    ids = np.repeat(np.arange(n), num_bands)
-    candidates = bucket_pairs(keys.reshape(-1), ids)
-    sets = [set(s.tolist()) for s in shingle_sets]
-
-    def similar(i: int, j: int) -> bool:
-        return exact_jaccard(sets[i], sets[j]) >= jaccard_threshold
-
-    edges = np.array([p for p in candidates if similar(int(p[0]), int(p[1]))], dtype=np.int64).reshape(-1, 2)
+    signatures = np.stack([hasher.signature_of_hashes(s) for s in sets]) if n else \
+        np.zeros((0, num_hashes), dtype=np.uint32)
+    candidates = bucket_pairs(band_keys(signatures, num_bands, num_hashes // num_bands).reshape(-1),
+                              np.repeat(np.arange(n), num_bands))
+    similar = exact_similar(sets, jaccard_threshold)
+    verified = np.array([similar(int(a), np.array([b]))[0] for a, b in candidates], dtype=bool)
+    edges = candidates[verified] if len(candidates) else candidates
     survivor = cluster(n, edges, np.arange(n), similar)
     out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(input_paths):
         if survivor[i] == i:
-            _write_text(out / Path(path).name, texts[i])
+            _write_text(out / names[i], texts[i])
     sizes = Counter(Counter(survivor.tolist()).values())
-    return {"files": n, "kept": int(np.sum(survivor == np.arange(n))), "removed": int(np.sum(survivor != np.arange(n))),
+    kept = int(np.sum(survivor == np.arange(n)))
+    return {"files": n, "kept": kept, "removed": n - kept,
             "candidate_pairs": int(len(candidates)), "verified_pairs": int(len(edges)),
             "cluster_sizes": {int(k): int(v) for k, v in sorted(sizes.items())}}
 
 
-def iter_dedup_keys(values: Iterable[Any]) -> np.ndarray:
-    """uint64 hashes of arbitrary values (URLs for URL dedup)."""
+def url_keys(values: Iterable[Any]) -> np.ndarray:
+    """uint64 hashes of URLs (for URL dedup)."""
     return np.fromiter((xxhash.xxh3_64_intdigest(str(v).encode("utf-8", "surrogatepass")) for v in values),
                        dtype=np.uint64)

@@ -63,31 +63,48 @@ class ExtractSection(Section):
 
 
 class NearDedupSection(Section):
+    """MinHash LSH near-duplicate removal (signatures come from the `minhash` filter)."""
+
     enabled: bool = True
-    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity for near-duplicates")
-    num_bands: int | None = Field(None, ge=1, description="LSH bands (None: optimised for threshold)")
-    rows_per_band: int | None = Field(None, ge=1)
-    partitions: int = Field(4, ge=1, description="Ray shuffle partitions for band buckets")
-    verify: bool = Field(True, description="Check candidate pairs before they become edges")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word n-gram shingles for near-duplicates")
+    num_bands: int | None = Field(None, ge=1, description="LSH bands (None: from threshold and target_recall)")
+    rows_per_band: int | None = Field(None, ge=1, description="LSH rows per band (None: num_perm // num_bands)")
+    target_recall: float = Field(0.99, gt=0, lt=1, description="P(candidate) for a pair exactly at the threshold, "
+                                 "used to choose bands x rows when they are not given")
+    partitions: int = Field(4, ge=1, description="Ray shuffle partitions (band buckets, verification, clustering)")
+    verify: bool = Field(True, description="Check candidate pairs before they become edges (refuses LSH chains)")
     verify_with: Literal["text", "signature"] = Field(
-        "text", description="Check candidates on exact shingle Jaccard (reads their text) or on signatures")
+        "text", description="Check candidates on exact shingle Jaccard (reads their text) or on signature Jaccard")
     survivor: list[Literal["quality", "length", "doc_id"]] = Field(
         default_factory=lambda: ["quality", "length", "doc_id"],
-        description="Keep one document per cluster: best by these keys in order",
+        description="Keep one document per cluster: best by these keys in order (quality_score high, "
+                    "text long, doc_id small); doc_id always breaks remaining ties",
     )
     sample_clusters: int = Field(50, ge=0, description="Clusters written to dedup/clusters.jsonl")
 
+    @field_validator("survivor")
+    @classmethod
+    def _distinct_keys(cls, keys: list[str]) -> list[str]:
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"survivor keys must be distinct, got {keys}")
+        return keys
+
 
 class LineDedupSection(Section):
+    """Corpus-scale boilerplate lines: removed from every surviving document that has them."""
+
     enabled: bool = True
-    max_repeats: int = Field(10, ge=1, description="Lines seen in more documents than this are removed")
-    min_line_chars: int = Field(10, ge=0, description="Shorter lines are never removed")
+    max_repeats: int = Field(10, ge=1, description="Lines found in more surviving documents than this are removed")
+    min_line_chars: int = Field(10, ge=0, description="Lines shorter than this (stripped) are never counted or removed")
 
 
 class DedupSection(Section):
+    """The global dedup stage: exact (normalized text hash, optionally URL), near (MinHash LSH),
+    then boilerplate lines; writes curated/ and dedup/."""
+
     enabled: bool = True
-    exact: bool = True
-    by_url: bool = False
+    exact: bool = Field(True, description="Remove documents whose normalized text is identical")
+    by_url: bool = Field(False, description="Remove documents whose URL was already seen (empty URLs never match)")
     line: LineDedupSection = Field(default_factory=LineDedupSection)
     near: NearDedupSection = Field(default_factory=NearDedupSection)
 
