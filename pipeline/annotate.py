@@ -2,7 +2,8 @@
 
 This module holds no Ray code: `pipeline.run` wraps `process_warc` in a Ray task. One call reads
 one input file as a stream and writes `documents/<stem>.parquet` (kept), `rejected/<stem>.parquet`
-(removed, with reason) and finally `stats/<stem>.json`, the file's completion marker. Every
+(removed, with reason), `logs/<stem>.jsonl` (every error with its byte offset, if any) and
+finally `stats/<stem>.json`, the file's completion marker. Every
 record it sees ends in exactly one bucket of `FileStats`.
 """
 from __future__ import annotations
@@ -118,6 +119,8 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     stats.check()
     result = stats.to_json()
     result["config_hash"] = cfg.hash()
+    if stats.error_log:
+        storage.atomic_write_bytes(storage.join(out, "logs", f"{stem}.jsonl"), stats.error_log_lines(), opts)
     storage.atomic_write_json(storage.join(out, "stats", f"{stem}.json"), result, opts)
     return result
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_ERROR_SAMPLES = 20
+MAX_ERROR_LOG = 100_000  # per input; beyond it only the counts grow (error_log_dropped says how many)
 
 
 @dataclass
@@ -23,6 +24,8 @@ class FileStats:
     removed: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     error_samples: list[dict[str, Any]] = field(default_factory=list)
+    error_log: list[dict[str, Any]] = field(default_factory=list)
+    error_log_dropped: int = 0
     record_types: Counter = field(default_factory=Counter)
     content_types: Counter = field(default_factory=Counter)
     languages: Counter = field(default_factory=Counter)
@@ -38,10 +41,25 @@ class FileStats:
     def add_error(self, reason: str, *, offset: int | None = None, record_id: str = "", message: str = "") -> None:
         self.records += 1
         self.errors[reason] += 1
+        entry = {"reason": reason, "offset": offset, "record_id": record_id, "message": message[:500]}
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
-            self.error_samples.append(
-                {"reason": reason, "offset": offset, "record_id": record_id, "message": message[:500]}
-            )
+            self.error_samples.append(entry)
+        if len(self.error_log) < MAX_ERROR_LOG:
+            self.error_log.append(entry)
+        else:
+            self.error_log_dropped += 1
+
+    def error_log_lines(self) -> bytes:
+        """Every error as one JSON object per line: input, reason, byte offset, record id, message."""
+        import json
+        import time
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = [json.dumps({"time": stamp, "level": "error", "input": self.input, **e}) for e in self.error_log]
+        if self.error_log_dropped:
+            lines.append(json.dumps({"time": stamp, "level": "warning", "input": self.input,
+                                     "message": f"{self.error_log_dropped} more errors not logged"}))
+        return ("\n".join(lines) + "\n").encode() if lines else b""
 
     def add_kept(self) -> None:
         self.records += 1

@@ -69,3 +69,21 @@ def test_records_before_damage_are_kept(shared_data, tmp_path):
     # A gzip stream cut at a member boundary or inside one ends quietly in both parsers (the last
     # record may be short): what matters is that nothing before the cut is lost or reordered.
     assert got == whole[: len(got)] and len(got) >= len(whole) // 3
+
+
+def test_every_error_is_logged_with_file_and_offset(damaged_run):
+    import json
+
+    inputs, summary = damaged_run
+    out = summary["output"]
+    from pathlib import Path
+
+    logged = 0
+    for f in summary["files"]:
+        n_errors = sum(f["errors"].values())
+        log = Path(out) / "logs" / f"{f['stem']}.jsonl"
+        if n_errors and f["status"] == "ok":
+            entries = [json.loads(line) for line in log.read_text().splitlines()]
+            assert len(entries) == n_errors and all(e["input"] == f["input"] and "offset" in e for e in entries)
+            logged += n_errors
+    assert logged > 0
