@@ -252,17 +252,23 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return acc
 
 
-def bucket_pairs(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Candidate pairs from colliding keys: each bucket's members paired with its smallest id
-    (a star: k-1 pairs per bucket of k, not k^2). Returns a sorted (m, 2) array, deduplicated."""
+def bucket_pairs(keys: np.ndarray, ids: np.ndarray, hubs: int = 8) -> np.ndarray:
+    """Candidate pairs from colliding keys: each bucket member paired with the bucket's first
+    `hubs` members (by id). Buckets of up to hubs + 1 give all their pairs; a bucket of k > hubs + 1
+    gives about hubs * k pairs, not k^2. Several hubs matter because candidates are checked: with a
+    single star centre, two true duplicates whose bucket centre is a weak collision would both
+    lose their only edge. Returns a sorted, deduplicated (m, 2) array with a < b."""
     if len(keys) < 2:
         return np.zeros((0, 2), dtype=ids.dtype)
     order = np.lexsort((ids, keys))
     keys, ids = keys[order], ids[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    first_of = np.repeat(ids[starts], np.diff(np.append(starts, len(keys))))
-    mask = first_of != ids
-    pairs = np.stack([first_of[mask], ids[mask]], axis=1)
+    new_bucket = np.concatenate(([True], keys[1:] != keys[:-1]))
+    start = np.flatnonzero(new_bucket)[np.cumsum(new_bucket) - 1]  # each member's bucket start
+    position = np.arange(len(keys)) - start
+    pairs = [np.stack([ids[start[m] + h], ids[m]], axis=1)
+             for h in range(hubs) for m in [np.flatnonzero(position > h)]]
+    pairs = np.concatenate(pairs)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 

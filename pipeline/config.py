@@ -72,6 +72,8 @@ class NearDedupSection(Section):
     target_recall: float = Field(0.99, gt=0, lt=1, description="P(candidate) for a pair exactly at the threshold, "
                                  "used to choose bands x rows when they are not given")
     partitions: int = Field(4, ge=1, description="Ray shuffle partitions (band buckets, verification, clustering)")
+    bucket_hubs: int = Field(8, ge=1, description="Each LSH bucket member is paired with the bucket's first N "
+                             "members: all pairs of small buckets, about N x k (not k^2) for a bucket of k")
     verify: bool = Field(True, description="Check candidate pairs before they become edges (refuses LSH chains)")
     verify_with: Literal["text", "signature"] = Field(
         "text", description="Check candidates on exact shingle Jaccard (reads their text) or on signature Jaccard")

@@ -3,7 +3,8 @@
     documents/*.parquet --scan (1 task / file)--> per-doc numbers (text hash, quality, length),
         band keys and line keys, each shuffled by key into P partitions (object refs)
     driver: exact dedup on the normalized-text hash (and URL)
-    band partitions --candidates (P tasks)--> pairs from colliding buckets (a star per bucket)
+    band partitions --candidates (P tasks)--> pairs from colliding buckets (each member with the
+        bucket's first few members: linear in the bucket size)
     documents --fetch (1 task / file)--> signatures or shingle sets of paired docs, by partition
         --verify (P tasks)--> only pairs with Jaccard >= threshold become edges
     driver: connected components of the edges (scipy; 16 bytes per edge)
@@ -54,6 +55,7 @@ class DedupPlan:
     bands: int
     rows: int
     partitions: int
+    bucket_hubs: int
     threshold: float
     verify_with: str
     by_url: bool
@@ -74,7 +76,8 @@ class DedupPlan:
         if bands < 1 or rows < 1 or bands * rows > num_perm:
             raise ValueError(f"dedup.near.num_bands ({near.num_bands}) x dedup.near.rows_per_band "
                              f"({near.rows_per_band}) must fit in filters.minhash.num_perm ({num_perm})")
-        return cls(minhash=params, bands=bands, rows=rows, partitions=near.partitions, threshold=near.threshold,
+        return cls(minhash=params, bands=bands, rows=rows, partitions=near.partitions, bucket_hubs=near.bucket_hubs,
+                   threshold=near.threshold,
                    verify_with=near.verify_with, by_url=cfg.dedup.by_url, line_enabled=cfg.dedup.line.enabled,
                    min_line_chars=cfg.dedup.line.min_line_chars, storage_options=dict(cfg.input.storage_options))
 
@@ -161,13 +164,13 @@ def scan_file(path: str, file_index: int, plan: DedupPlan) -> tuple:
     return (meta, *band_parts, *_by_partition(line_keys, line_gids, plan.partitions))
 
 
-def partition_candidates(excluded: np.ndarray, *parts: np.ndarray) -> np.ndarray:
+def partition_candidates(excluded: np.ndarray, hubs: int, *parts: np.ndarray) -> np.ndarray:
     """Reduce task: (gid, gid) candidate pairs from the colliding band buckets of one partition,
     leaving out documents already removed as exact duplicates."""
     data = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.uint64)
     keys, gids = data[0], data[1].astype(np.int64)
     keep = ~np.isin(gids, excluded)
-    return bucket_pairs(keys[keep], gids[keep])
+    return bucket_pairs(keys[keep], gids[keep], hubs)
 
 
 def partition_boilerplate(excluded: np.ndarray, max_repeats: int, *parts: np.ndarray) -> np.ndarray:
@@ -429,7 +432,8 @@ class _Stage:
         started = time.time()
         excluded = self.ray.put(corpus.gid[~corpus.alive])
         reduce = self.ray.remote(partition_candidates)
-        parts = self.ray.get([reduce.remote(excluded, *[refs[p] for refs in band_refs]) for p in range(P)])
+        parts = self.ray.get([reduce.remote(excluded, self.plan.bucket_hubs, *[refs[p] for refs in band_refs])
+                              for p in range(P)])
         pairs = np.unique(corpus.index_of(np.concatenate(parts)), axis=0) if sum(map(len, parts)) else \
             np.zeros((0, 2), np.int64)
         self._timed("candidates", started)
@@ -617,7 +621,7 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any
         "lsh": {"num_perm": plan.minhash.num_perm, "ngram": plan.minhash.ngram, "bands": plan.bands,
                 "rows": plan.rows, "threshold": plan.threshold,
                 "p_candidate_at_threshold": round(candidate_probability(plan.threshold, plan.bands, plan.rows), 4),
-                "partitions": plan.partitions, "verify": cfg.dedup.near.verify,
+                "partitions": plan.partitions, "bucket_hubs": plan.bucket_hubs, "verify": cfg.dedup.near.verify,
                 "verify_with": plan.verify_with},
         "near": near_stats,
         "clusters": len(clusters),

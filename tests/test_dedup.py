@@ -140,11 +140,14 @@ def test_lsh_params():
     assert lsh_params(0.8, 128) == (21, 6)
 
 
-def test_bucket_pairs_are_stars():
+def test_bucket_pairs_are_bounded():
     keys = np.array([5, 5, 5, 9, 9, 3, 5], dtype=np.uint64)
-    ids = np.array([11, 10, 12, 20, 21, 30, 10])  # 10 sits in bucket 5 twice (two bands)
-    assert bucket_pairs(keys, ids).tolist() == [[10, 11], [10, 12], [20, 21]]
+    ids = np.array([11, 10, 12, 20, 21, 30, 10])  # 10 sits in bucket 5 twice
+    assert bucket_pairs(keys, ids).tolist() == [[10, 11], [10, 12], [11, 12], [20, 21]]  # small: all pairs
+    assert bucket_pairs(keys, ids, hubs=1).tolist() == [[10, 11], [10, 12], [20, 21]]    # a star
     assert bucket_pairs(keys[:1], ids[:1]).shape == (0, 2)
+    big = bucket_pairs(np.zeros(1000, np.uint64), np.arange(1000)[::-1].copy(), hubs=3)
+    assert len(big) == 999 + 998 + 997 and set(big[:, 0].tolist()) == {0, 1, 2}  # ~hubs x k, not k^2
 
 
 def test_cluster_refuses_chains():
