@@ -77,3 +77,35 @@ def test_whirlwind_text_overlaps_common_crawl_wet(real_run, shared_data):
     wet_words = set(wet_text.decode("utf-8", "replace").split())
     our_words = set(ours.split())
     assert len(our_words & wet_words) / len(our_words) > 0.8
+
+
+def test_rerun_redoes_only_unfinished_inputs(real_run):
+    """Resume: an input whose stats/ marker is missing (its task died) is redone, the rest skipped."""
+    import os
+    from pathlib import Path
+
+    cfg, summary = real_run
+    out = Path(cfg.output.path)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "documents").glob("*.parquet")}
+    victim = summary["files"][0]["stem"]
+    os.remove(out / "stats" / f"{victim}.json")
+    again = run_pipeline(cfg)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "documents").glob("*.parquet")}
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {f"{victim}.parquet"}
+    strip = lambda t: {k: v for k, v in t.items() if k != "task_seconds"}  # noqa: E731 - timing differs
+    assert strip(again["totals"]) == strip(summary["totals"])
+
+
+def test_overwrite_starts_fresh(real_run, tmp_path):
+    from pipeline.run import OutputConflict
+
+    cfg, _ = real_run
+    other = cfg.model_copy(deep=True)
+    other.extract.min_chars = 500
+    with pytest.raises(OutputConflict):
+        run_pipeline(other)
+    other.output.overwrite = True
+    fresh = run_pipeline(other)
+    assert fresh["config_hash"] == other.hash()
+    assert fresh["totals"]["removed"].get("extract:too_short", 0) > 0
