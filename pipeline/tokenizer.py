@@ -1,16 +1,16 @@
-"""Sieve's byte-level BPE tokenizer (the GPT-2 family's algorithm), training and encoding side by side.
+"""Sieve's byte-level BPE tokenizer (the GPT-2 family's algorithm): training and encoding.
 
 Training: text is split on special tokens (no merge crosses them), pre-tokenized with the GPT-2
-regex, and pre-token frequencies are counted in parallel over chunks cut at special-token
-boundaries (bounded memory: the counts, never the corpus). Merges are learned by frequency, ties
-broken by the lexicographically greater pair of byte strings; after each merge only the words
-that contain the merged pair are updated (pair -> words index, lazy max-heap).
+regex, and pre-token frequencies are counted in parallel over chunks of the file (only the counts
+are kept, never the corpus). Merges are learned by frequency, ties broken by the lexicographically
+greater pair of byte strings; after each merge only the pairs next to the merge sites change
+(an index pair -> words, a lazy max-heap of pair counts).
 
-Encoding: `Tokenizer.encode` is the reference (merge the lowest-ranked adjacent pair until none
-is left, per pre-token, cached). `Tokenizer.encode_fast` runs the same merges in tiktoken's Rust
-core, built from OUR ranks (no download); it is used only when it is provably equivalent (every
-merged byte string is unique), otherwise the reference runs. Special tokens are split out by
-Sieve in both paths, longest match first.
+Encoding: `Tokenizer.encode` is the reference (per pre-token, merge the adjacent pair with the
+lowest merge rank until none is left). `Tokenizer.encode_fast` gives the same ids through
+tiktoken's Rust core built from OUR ranks (no download), and falls back to the reference whenever
+the two could differ (see `Tokenizer.fast_path_available` and `unicode_disagreements`). Special
+tokens are split out by Sieve in both paths, longest match first.
 """
 from __future__ import annotations
 
@@ -23,29 +23,35 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+import numpy as np
 import regex
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_PATTERN)
-_SURROGATE = regex.compile(r"[\ud800-\udfff]")
-_SAFE_CUT = regex.compile(r"[^\s]\n(?=\S)")  # a pre-token boundary whatever text follows
+# A pre-token always ends between a non-space and a whitespace character, whatever text follows:
+# cutting there (outside special tokens) pre-tokenizes both sides exactly as the whole text.
+_SAFE_CUT = regex.compile(r"\S(?=\s)")
+_SAFE_CUT_BYTES = regex.compile(rb"[\x21-\x7e](?=[\t\n\r ])")  # the same, ASCII only, on raw bytes
 CHUNK_BYTES = 16 << 20
+
+Merges = list[tuple[bytes, bytes]]
+Vocab = dict[int, bytes]
 
 
 # ---------------------------------------------------------------- pre-tokenization
 
-def _special_splitter(special_tokens: list[str]) -> regex.Pattern | None:
+def special_splitter(special_tokens: list[str]) -> regex.Pattern | None:
     """Regex that splits on special tokens, longest first (so overlapping specials pick the longest)."""
     if not special_tokens:
         return None
-    ordered = sorted(special_tokens, key=len, reverse=True)
+    ordered = sorted(set(special_tokens), key=len, reverse=True)
     return regex.compile("(" + "|".join(regex.escape(s) for s in ordered) + ")")
 
 
 def count_pretokens(text: str, special_tokens: list[str]) -> Counter[bytes]:
-    """Pre-token (as UTF-8 bytes) frequencies of `text`, specials removed."""
+    """Pre-token (as UTF-8 bytes) frequencies of `text`, special tokens removed."""
     counts: Counter[str] = Counter()
-    splitter = _special_splitter(special_tokens)
+    splitter = special_splitter(special_tokens)
     specials = set(special_tokens)
     for part in (splitter.split(text) if splitter else [text]):
         if part and part not in specials:
@@ -53,30 +59,46 @@ def count_pretokens(text: str, special_tokens: list[str]) -> Counter[bytes]:
     return Counter({k.encode("utf-8", "surrogatepass"): v for k, v in counts.items()})
 
 
-def chunk_boundaries(fh: BinaryIO, size: int, chunk_bytes: int, split_token: bytes) -> list[int]:
-    """Byte offsets cutting a file into ~chunk_bytes pieces, each cut at a `split_token` occurrence
-    (or at a newline when no special token is given), so no pre-token or special spans two chunks."""
+def _spans_special(data: bytes, cut: int, specials: list[bytes]) -> bool:
+    """Whether byte offset `cut` falls strictly inside an occurrence of a special token."""
+    for special in specials:
+        start = data.find(special, max(0, cut - len(special) + 1), cut + len(special) - 1)
+        if start != -1 and start < cut < start + len(special):
+            return True
+    return False
+
+
+def _next_cut(window: bytes, start: int, specials: list[bytes]) -> int | None:
+    """First offset >= `start` in `window` where a chunk may end: the start of a special token
+    (not inside a longer one), else a non-space/whitespace boundary outside special tokens."""
+    found = sorted(i for s in specials if (i := window.find(s, start)) != -1)
+    for cut in found:
+        if not _spans_special(window, cut, specials):
+            return cut
+    for match in _SAFE_CUT_BYTES.finditer(window, start):
+        if not _spans_special(window, match.end(), specials):
+            return match.end()
+    return None
+
+
+def chunk_boundaries(fh: BinaryIO, size: int, chunk_bytes: int, special_tokens: list[str]) -> list[int]:
+    """Byte offsets cutting a file into ~chunk_bytes pieces such that no pre-token or special token
+    spans two pieces: cut at the next special token, else at the next space after a word."""
+    specials = [s.encode("utf-8") for s in special_tokens]
+    pad = max(map(len, specials), default=0)  # look back far enough to see a special we are inside
     bounds = [0]
-    marker = split_token or b"\n"
     position = chunk_bytes
     while position < size:
-        fh.seek(position)
-        window = b""
-        while True:
-            block = fh.read(1 << 16)
-            if not block:
-                bounds.append(size)
-                return sorted(set(bounds))
-            window += block
-            found = window.find(marker)
-            if found != -1:
-                cut = position + found + (len(marker) if not split_token else 0)
-                if cut > bounds[-1]:
-                    bounds.append(cut)
-                break
-        position = max(bounds[-1] + chunk_bytes, position + chunk_bytes)
-    bounds.append(size)
-    return sorted(set(bounds))
+        start = max(bounds[-1], position - pad)
+        fh.seek(start)
+        window = fh.read(position - start + (1 << 20))
+        cut = _next_cut(window, position - start, specials)
+        if cut is None:  # a megabyte without a safe cut: look further on
+            position = start + len(window)
+            continue
+        bounds.append(start + cut)
+        position = bounds[-1] + chunk_bytes
+    return bounds + [size]
 
 
 def _count_chunk(args: tuple[str, int, int, list[str]]) -> Counter[bytes]:
@@ -89,11 +111,11 @@ def _count_chunk(args: tuple[str, int, int, list[str]]) -> Counter[bytes]:
 
 def count_file_pretokens(path: str | os.PathLike, special_tokens: list[str], num_workers: int | None = None,
                          chunk_bytes: int = CHUNK_BYTES) -> Counter[bytes]:
-    """Pre-token counts of a text file, chunks counted in parallel and merged as they finish."""
+    """Pre-token counts of a UTF-8 text file: chunks counted in parallel, merged as they finish."""
     path = str(path)
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
-        bounds = chunk_boundaries(fh, size, chunk_bytes, special_tokens[0].encode() if special_tokens else b"")
+        bounds = chunk_boundaries(fh, size, chunk_bytes, special_tokens)
     jobs = [(path, a, b, special_tokens) for a, b in zip(bounds, bounds[1:])]
     workers = min(num_workers or os.cpu_count() or 1, len(jobs))
     total: Counter[bytes] = Counter()
@@ -109,102 +131,105 @@ def count_file_pretokens(path: str | os.PathLike, special_tokens: list[str], num
 
 # ---------------------------------------------------------------- training
 
-class _Ranked:
-    """Heap entry: the pair with the higher count, then the lexicographically greater bytes, pops first."""
-
-    __slots__ = ("count", "key", "pair")
-
-    def __init__(self, count: int, key: tuple[bytes, bytes], pair: tuple[int, int]) -> None:
-        self.count, self.key, self.pair = count, key, pair
-
-    def __lt__(self, other: "_Ranked") -> bool:
-        return (self.count, self.key) > (other.count, other.key)
+def _descending(token: bytes) -> tuple[int, ...]:
+    """Sort key that orders byte strings in reverse (so a min-heap pops the greatest pair first)."""
+    return tuple(255 - b for b in token) + (256,)
 
 
-def _merge_pair(word: list[int], a: int, b: int, new_id: int) -> list[int] | None:
-    """`word` with every (a, b) replaced by new_id, left to right; None if (a, b) does not occur."""
-    merged, i, n, found = [], 0, len(word), False
+def _merge_word(word: list[int], a: int, b: int, new_id: int, freq: int,
+                delta: defaultdict[tuple[int, int], int]) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """`word` with each (a, b) replaced by new_id left to right, and the pairs it created.
+
+    Adds to `delta` the count changes of the neighbouring pairs (x, a) -> (x, new) and
+    (b, y) -> (new, y), weighted by the word's frequency; None if (a, b) is not in the word.
+    """
+    merged: list[int] = []
+    created: list[tuple[int, int]] = []
+    i, n, found = 0, len(word), False
     while i < n:
-        if i + 1 < n and word[i] == a and word[i + 1] == b:
+        if word[i] == a and i + 1 < n and word[i + 1] == b:
+            found = True
+            if merged:
+                delta[(word[i - 1], a)] -= freq
+                created.append((merged[-1], new_id))
+                delta[created[-1]] += freq
+            if i + 2 < n and not (word[i + 2] == a and i + 3 < n and word[i + 3] == b):
+                # (a next merge site's left neighbour is counted by that site)
+                delta[(b, word[i + 2])] -= freq
+                created.append((new_id, word[i + 2]))
+                delta[created[-1]] += freq
             merged.append(new_id)
             i += 2
-            found = True
         else:
             merged.append(word[i])
             i += 1
-    return merged if found else None
+    return (merged, created) if found else None
 
 
 def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size: int,
-                          special_tokens: list[str]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+                          special_tokens: list[str]) -> tuple[Vocab, Merges]:
     """BPE merges from pre-token counts (see `train_bpe`)."""
-    vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+    vocab: Vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")
-    num_merges = max(0, vocab_size - len(vocab))
+    order = {i: _descending(token) for i, token in vocab.items()}
     words = [list(word) for word in counts]
     freqs = list(counts.values())
-    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
-    pair_words: dict[tuple[int, int], set[int]] = defaultdict(set)
+    pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+    pair_words: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
     for w, (word, freq) in enumerate(zip(words, freqs)):
         for pair in zip(word, word[1:]):
             pair_counts[pair] += freq
             pair_words[pair].add(w)
-    heap = [_Ranked(c, (vocab[p[0]], vocab[p[1]]), p) for p, c in pair_counts.items()]
+    # Heap entries (-count, reversed bytes of a, of b, pair): most frequent first, then greatest pair.
+    heap = [(-c, order[a], order[b], (a, b)) for (a, b), c in pair_counts.items()]
     heapq.heapify(heap)
-    merges: list[tuple[bytes, bytes]] = []
-    while len(merges) < num_merges and heap:
-        entry = heapq.heappop(heap)
-        if pair_counts.get(entry.pair, 0) != entry.count or entry.count <= 0:
-            continue  # stale entry: the count changed after it was pushed
-        a, b = entry.pair
+    merges: Merges = []
+    while len(vocab) < vocab_size and heap:
+        negative, _, _, pair = heapq.heappop(heap)
+        if pair_counts.get(pair) != -negative:
+            continue  # stale: this pair's count changed after the entry was pushed
+        a, b = pair
         new_id = len(vocab)
         vocab[new_id] = vocab[a] + vocab[b]
+        order[new_id] = order[a][:-1] + order[b]  # = _descending(vocab[new_id])
         merges.append((vocab[a], vocab[b]))
-        changed: set[tuple[int, int]] = set()
-        for w in pair_words.pop(entry.pair):
-            word = words[w]
-            merged = _merge_pair(word, a, b, new_id)
-            if merged is None:
-                continue  # stale index entry: an earlier merge already consumed this pair here
-            words[w] = merged
-            # Only the pairs around the merge sites change; count their net change once per word.
-            delta: dict[tuple[int, int], int] = defaultdict(int)
-            for pair in zip(word, word[1:]):
-                delta[pair] -= 1
-            for pair in zip(merged, merged[1:]):
-                delta[pair] += 1
-            freq = freqs[w]
-            for pair, d in delta.items():
-                if d:
-                    pair_counts[pair] += d * freq
-                    changed.add(pair)
-                    if d > 0:
-                        pair_words[pair].add(w)
-        pair_counts.pop(entry.pair, None)
-        for pair in changed:
-            count = pair_counts.get(pair, 0)
+        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
+        for w in pair_words.pop(pair):
+            result = _merge_word(words[w], a, b, new_id, freqs[w], delta)
+            if result is None:
+                continue  # stale index entry: an earlier merge consumed this pair here
+            words[w], created = result
+            for new_pair in created:
+                pair_words[new_pair].add(w)
+        del pair_counts[pair]
+        delta.pop(pair, None)  # (a, b) next to itself, e.g. 'a a a': gone with the merge
+        for changed, change in delta.items():
+            if not change:
+                continue
+            count = pair_counts[changed] = pair_counts[changed] + change
             if count > 0:
-                heapq.heappush(heap, _Ranked(count, (vocab[pair[0]], vocab[pair[1]]), pair))
+                heapq.heappush(heap, (-count, order[changed[0]], order[changed[1]], changed))
             else:
-                pair_counts.pop(pair, None)
+                del pair_counts[changed]
     return vocab, merges
 
 
 def train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str],
-              num_workers: int | None = None) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+              num_workers: int | None = None) -> tuple[Vocab, Merges]:
     """Train a byte-level BPE on a UTF-8 text file.
 
     Returns the vocab (id -> bytes: the 256 bytes, then the special tokens, then one token per
-    merge) and the merges in order of creation.
+    merge) and the merges in order of creation. `num_workers` processes count pre-tokens
+    (default: all CPUs).
     """
     counts = count_file_pretokens(input_path, special_tokens, num_workers)
     return train_bpe_from_counts(counts, vocab_size, special_tokens)
 
 
 def train_bpe_from_texts(texts: Iterable[str], vocab_size: int, special_tokens: list[str]
-                         ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    """Train from an iterable of documents (the pipeline's kept text), counting as it streams."""
+                         ) -> tuple[Vocab, Merges]:
+    """Train from an iterable of documents, counting pre-tokens as it streams."""
     counts: Counter[bytes] = Counter()
     for text in texts:
         counts.update(count_pretokens(text, special_tokens))
@@ -228,14 +253,60 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars)))
 
 
+@lru_cache(maxsize=1)
+def _unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
 def _to_unicode(token: bytes) -> str:
     table = bytes_to_unicode()
     return "".join(table[b] for b in token)
 
 
-def _from_unicode(text: str) -> bytes:
-    inverse = {c: b for b, c in bytes_to_unicode().items()}
-    return bytes(inverse[c] for c in text)
+def _from_unicode(text: str, where: str) -> bytes:
+    inverse = _unicode_to_bytes()
+    try:
+        return bytes(inverse[c] for c in text)
+    except KeyError as exc:
+        raise ValueError(f"{where}: {text!r} has {exc.args[0]!r}, not a GPT-2 byte-to-unicode character") from None
+
+
+# ---------------------------------------------------------------- where tiktoken may disagree
+
+@lru_cache(maxsize=1)
+def unicode_disagreements() -> np.ndarray:
+    r"""Boolean table over code points where tiktoken's pre-tokenizer may differ from ours.
+
+    Both run the GPT-2 regex, but tiktoken's Rust regex and the `regex` module ship different
+    Unicode versions, so recently assigned characters can be \p{L} or \p{N} for one and not the
+    other. Each class is probed on every code point, "\0\0" + char, with a pattern that merges the
+    two NULs into one token only when the class matches the char next to them. Lone surrogates
+    are included: tiktoken cannot encode them. Takes about a second, once per process.
+    """
+    import tiktoken
+
+    codes = np.r_[1:0xD800, 0xE000:0x110000].astype(np.uint32)
+    items = np.zeros((len(codes), 3), dtype="<u4")
+    items[:, 2] = codes
+    text = items.tobytes().decode("utf-32-le")
+    chars = codes.astype("<u4").tobytes().decode("utf-32-le")
+    ranks = {bytes([i]): i for i in range(256)} | {b"\0\0": 256}
+    unsafe = np.zeros(0x110000, dtype=bool)
+    unsafe[0xD800:0xE000] = True
+    for cls in (r"\p{L}", r"\p{N}", r"\s"):
+        probe = tiktoken.Encoding(name="sieve-unicode-probe", pat_str=r"(?s)\x00\x00(?=" + cls + r")|.",
+                                  mergeable_ranks=ranks, special_tokens={})
+        tokens = np.asarray(probe.encode_ordinary(text))
+        markers = tokens[(tokens == 0) | (tokens == 256)]  # one 256 or two 0s per item
+        weight = np.where(markers == 256, 2, 1)
+        item = (np.cumsum(weight) - weight) // 2
+        in_rust = np.zeros(len(codes), dtype=bool)
+        in_rust[item[markers == 256]] = True
+        matched = "".join(regex.findall(cls, chars)).encode("utf-32-le")
+        ours = np.zeros(0x110000, dtype=bool)
+        ours[np.frombuffer(matched, dtype="<u4")] = True
+        unsafe[codes[in_rust != ours[codes]]] = True
+    return unsafe
 
 
 # ---------------------------------------------------------------- encoding
@@ -243,12 +314,11 @@ def _from_unicode(text: str) -> bytes:
 class Tokenizer:
     """Encode/decode with a byte-level BPE vocab and its merges (plus optional special tokens)."""
 
-    def __init__(self, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
-                 special_tokens: list[str] | None = None) -> None:
+    def __init__(self, vocab: Vocab, merges: Merges, special_tokens: list[str] | None = None) -> None:
         self.vocab = dict(vocab)
         self.merges = list(merges)
-        self.special_tokens = list(special_tokens or [])
-        ids = {token: i for i, token in self.vocab.items()}
+        self.special_tokens = list(dict.fromkeys(special_tokens or []))
+        ids = {token: i for i, token in sorted(self.vocab.items(), reverse=True)}  # first id wins
         for special in self.special_tokens:
             encoded = special.encode("utf-8")
             if encoded not in ids:
@@ -256,27 +326,45 @@ class Tokenizer:
                 self.vocab[len(self.vocab)] = encoded
         self.special_ids = {s: ids[s.encode("utf-8")] for s in self.special_tokens}
         self._ids = ids
+        for rank, (a, b) in enumerate(merges):
+            missing = [t for t in (a, b, a + b) if t not in ids]
+            if missing:
+                raise ValueError(f"merge {rank} ({a!r}, {b!r}): {missing[0]!r} is not in the vocab")
         self._rank = {(ids[a], ids[b]): r for r, (a, b) in enumerate(merges)}
         self._merged = {(ids[a], ids[b]): ids[a + b] for a, b in merges}
-        self._splitter = _special_splitter(self.special_tokens)
+        self._splitter = special_splitter(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}
         self._fast = None
-        merged = [a + b for a, b in self.merges]
-        self._fast_ok = len(set(merged)) == len(merged)
+        self._fast_ok: bool | None = None
+        self.reference_fallbacks = 0  # texts encode_fast handed to the reference encoder
+
+    def __getstate__(self) -> dict:
+        """Pickle (e.g. to Ray workers) without the cache or the tiktoken object."""
+        state = self.__dict__.copy()
+        state.update(_cache={}, _fast=None)
+        return state
 
     # -- construction
     @classmethod
     def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike,
                    special_tokens: list[str] | None = None) -> "Tokenizer":
-        """Load a GPT-2 style `vocab.json` (token -> id) and `merges.txt` (one `a b` per line)."""
+        """Load a GPT-2 style `vocab.json` (token -> id) and `merges.txt` (one `a b` per line).
+
+        Tokens are written with GPT-2's byte-to-unicode characters; a special token may also
+        appear verbatim in vocab.json."""
+        specials = set(special_tokens or [])
         raw_vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
-        vocab = {int(i): _from_unicode(token) for token, i in raw_vocab.items()}
+        vocab = {int(i): token.encode("utf-8") if token in specials else _from_unicode(token, str(vocab_path))
+                 for token, i in raw_vocab.items()}
         merges = []
-        for line in Path(merges_path).read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(Path(merges_path).read_text(encoding="utf-8").splitlines(), 1):
             if not line or line.startswith("#version"):
                 continue
-            a, b = line.split(" ")
-            merges.append((_from_unicode(a), _from_unicode(b)))
+            parts = line.split(" ")
+            if len(parts) != 2:
+                raise ValueError(f"{merges_path}:{number}: expected two tokens separated by one space, got {line!r}")
+            where = f"{merges_path}:{number}"
+            merges.append((_from_unicode(parts[0], where), _from_unicode(parts[1], where)))
         return cls(vocab, merges, special_tokens)
 
     def save(self, directory: str | os.PathLike) -> tuple[Path, Path]:
@@ -291,14 +379,13 @@ class Tokenizer:
         return vocab_path, merges_path
 
     # -- reference encoder
-    def _encode_pretoken(self, piece: str) -> tuple[int, ...]:
-        cached = self._cache.get(piece)
-        if cached is not None:
-            return cached
-        ids = list(piece.encode("utf-8", "surrogatepass"))
+    def _bpe(self, data: bytes) -> tuple[int, ...]:
+        """Merge the adjacent pair with the lowest merge rank until no pair is a merge."""
+        ids = list(data)
+        rank = self._rank
         while len(ids) > 1:
-            best = min(zip(ids, ids[1:]), key=lambda p: self._rank.get(p, float("inf")))
-            if best not in self._rank:
+            best = min(zip(ids, ids[1:]), key=lambda pair: rank.get(pair, len(rank)))
+            if best not in rank:
                 break
             merged, i, new_id = [], 0, self._merged[best]
             while i < len(ids):
@@ -309,10 +396,15 @@ class Tokenizer:
                     merged.append(ids[i])
                     i += 1
             ids = merged
-        result = tuple(ids)
-        if len(self._cache) < 1_000_000:
-            self._cache[piece] = result
-        return result
+        return tuple(ids)
+
+    def _encode_pretoken(self, piece: str) -> tuple[int, ...]:
+        cached = self._cache.get(piece)
+        if cached is None:
+            cached = self._bpe(piece.encode("utf-8", "surrogatepass"))
+            if len(self._cache) < 1_000_000:
+                self._cache[piece] = cached
+        return cached
 
     def _segments(self, text: str) -> Iterator[tuple[bool, str]]:
         """(is_special, segment) pieces of `text`, specials matched longest first."""
@@ -336,23 +428,44 @@ class Tokenizer:
 
     # -- fast encoder
     def fast_path_available(self) -> bool:
-        """tiktoken merges by the rank of the merged bytes; that equals our merge order only when
-        every merge yields a distinct byte string (and the text has no lone surrogates)."""
+        """Whether tiktoken's BPE gives our ids (checked once, about 10 µs per merge).
+
+        tiktoken merges the adjacent parts whose concatenation has the lowest rank, and takes a
+        whole pre-token that is in its ranks as one token. With ranks = our ids that equals
+        merging by merge rank when (1) every merge makes a distinct byte string, (2) ids grow with
+        merge order, and (3) each merged token's own bytes encode (reference) to that token. All
+        three hold for vocabularies trained by `train_bpe`; files from elsewhere may break them.
+        """
+        if self._fast_ok is None:
+            merged = [self._ids[a + b] for a, b in self.merges]
+            self._fast_ok = (len(set(merged)) == len(merged)
+                             and all(x < y for x, y in zip(merged, merged[1:]))
+                             and all(self._bpe(self.vocab[i]) == (i,) for i in merged))
         return self._fast_ok
 
     def _tiktoken(self):
         if self._fast is None:
             import tiktoken
 
-            special = {self.vocab[i] for i in self.special_ids.values()}
-            ranks = {token: i for i, token in self.vocab.items() if token not in special}
+            # Only the 256 bytes and the merges: other vocab entries are never produced by BPE.
+            ranks = {bytes([b]): self._ids[bytes([b])] for b in range(256)}
+            ranks.update({a + b: self._ids[a + b] for a, b in self.merges})
             self._fast = tiktoken.Encoding(name=f"sieve-{len(self.vocab)}", pat_str=GPT2_PATTERN,
                                            mergeable_ranks=ranks, special_tokens={})
         return self._fast
 
+    def _needs_reference(self, text: str) -> bool:
+        if not self.fast_path_available():
+            return True
+        if text.isascii():
+            return False
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        return bool(unicode_disagreements()[codes].any())
+
     def encode_fast(self, text: str) -> list[int]:
-        """Same ids as `encode`, through tiktoken's Rust BPE when that is equivalent."""
-        if not self._fast_ok or _SURROGATE.search(text):  # tiktoken would replace lone surrogates
+        """Same ids as `encode`, through tiktoken's Rust BPE when that is provably the same."""
+        if self._needs_reference(text):
+            self.reference_fallbacks += 1
             return self.encode(text)
         encoding = self._tiktoken()
         out: list[int] = []
@@ -363,35 +476,34 @@ class Tokenizer:
                 out.extend(encoding.encode_ordinary(part))
         return out
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [self.encode_fast(t) for t in texts]
-
     def encode_iterable(self, iterable: Iterable[str], buffer_chars: int = 1 << 20) -> Iterator[int]:
         """Token ids of the concatenation of `iterable` (e.g. a file handle), in constant memory.
 
-        Text is encoded up to the last safe cut (a newline between two non-space characters, not
-        inside a special token) each time the buffer is full, so the ids equal `encode` of the
+        Whenever the buffer is full, the text up to its last safe cut (a non-space followed by
+        whitespace, outside special tokens) is encoded and dropped; the ids equal `encode` of the
         whole text.
         """
         buf = ""
-        longest_special = max(map(len, self.special_tokens), default=0)
         for chunk in iterable:
             buf += chunk
             if len(buf) < buffer_chars:
                 continue
-            cut = self._safe_cut(buf, longest_special)
+            cut = self._last_safe_cut(buf)
             if cut:
                 yield from self.encode_fast(buf[:cut])
                 buf = buf[cut:]
         if buf:
             yield from self.encode_fast(buf)
 
-    def _safe_cut(self, buf: str, longest_special: int) -> int:
-        for match in reversed(list(_SAFE_CUT.finditer(buf, max(0, len(buf) - (1 << 16))))):
+    def _last_safe_cut(self, buf: str) -> int:
+        """The last safe cut in the buffer's final 64 K characters (0: none)."""
+        start = max(0, len(buf) - (1 << 16))
+        longest = max(map(len, self.special_tokens), default=0)
+        for match in reversed(list(_SAFE_CUT.finditer(buf, start))):
             cut = match.end()
             if self._splitter is None or not any(
                     m.start() < cut < m.end()
-                    for m in self._splitter.finditer(buf, max(0, cut - longest_special), cut + longest_special)):
+                    for m in self._splitter.finditer(buf, max(0, cut - longest), cut + longest)):
                 return cut
         return 0
 
