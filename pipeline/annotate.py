@@ -20,6 +20,7 @@ from filters.extract import html_to_text
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.decide import build_filters, decide
+from pipeline.logs import logged_input_task
 from pipeline.stats import FileStats
 from pipeline.warc import InputError, ReadError, iter_records, open_input
 
@@ -85,6 +86,7 @@ class _Batch:
             self.docs = self.chars = 0
 
 
+@logged_input_task
 def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
     """Run extraction + filters over one WARC; returns its stats (also written to stats/)."""
     started = time.perf_counter()
@@ -137,7 +139,8 @@ def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: lis
     for rec in iter_records(open_stream):
         if isinstance(rec, ReadError):
             stats.add_error("read_error", offset=rec.offset, message=rec.message)
-            log.warning("%s: unreadable after offset %d: %s", input_path, rec.offset, rec.message)
+            log.warning("%s: unreadable after offset %d: %s", input_path, rec.offset, rec.message,
+                        extra={"offset": rec.offset, "reason": "read_error"})
             continue
         stats.record_types[rec.record_type] += 1
         if rec.record_type != "response":
@@ -162,7 +165,8 @@ def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: lis
             raise
         except BaseException as exc:  # noqa: BLE001 - damaged payloads (bad gzip, bad chunks), Rust panics
             stats.add_error("payload_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
-            log.warning("%s @%d %s: payload unreadable: %s", input_path, rec.offset, rec.record_id, exc)
+            log.warning("%s @%d %s: payload unreadable: %s", input_path, rec.offset, rec.record_id, exc,
+                        extra={"offset": rec.offset, "record_id": rec.record_id, "reason": "payload_error"})
             continue
         if len(payload) > max_bytes:
             stats.add_removed("too_large")
@@ -195,7 +199,9 @@ def _annotate_document(input_path: str, stem: str, rec: Any, text: str, filters:
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the file
             stats.add_error(f"filter_error:{doc_filter.name}", offset=rec.offset, record_id=rec.record_id,
                             message=f"{type(exc).__name__}: {exc}")
-            log.warning("%s @%d: filter %s failed: %s", input_path, rec.offset, doc_filter.name, exc)
+            log.warning("%s @%d: filter %s failed: %s", input_path, rec.offset, doc_filter.name, exc,
+                        extra={"offset": rec.offset, "record_id": rec.record_id,
+                               "reason": f"filter_error:{doc_filter.name}"})
             return
     reason = decide(filters, doc.signals)
     row = {

@@ -28,6 +28,7 @@ from typing import Any
 
 from pipeline import storage  # noqa: E402
 from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
+from pipeline.logs import driver_log  # noqa: E402
 from pipeline.stats import RunTotals  # noqa: E402
 from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
 
@@ -93,12 +94,12 @@ def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
     if not inputs:
         raise InputError("no input files (input.paths / input.paths_listing matched nothing)")
     prepare_output(cfg)
-    stage_seconds: dict[str, float] = {}
-
-    t0 = time.time()
-    file_stats = run_annotate(cfg, inputs)
-    stage_seconds["annotate"] = time.time() - t0
-    return finish_run(cfg, len(inputs), file_stats, stage_seconds, started)
+    with driver_log(cfg):
+        stage_seconds: dict[str, float] = {}
+        t0 = time.time()
+        file_stats = run_annotate(cfg, inputs)
+        stage_seconds["annotate"] = time.time() - t0
+        return finish_run(cfg, len(inputs), file_stats, stage_seconds, started)
 
 
 def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]],
@@ -241,7 +242,7 @@ def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]
             try:
                 stats = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
-                log.error("input %s: task failed: %s", path, exc)
+                log.error("input %s: task failed: %s", path, exc, extra={"input": path, "reason": "task_error"})
                 stats = _failed_stats(path, stems[path], exc)
             results[path] = stats
             records += stats["records"]
