@@ -141,7 +141,7 @@ def scan_file(path: str, file_index: int, plan: DedupPlan) -> tuple:
     texts = table.column("text")
     gids = (np.int64(file_index) << np.int64(32)) | np.arange(n, dtype=np.int64)
     empty = pa.array([""] * n, pa.string())
-    urls = table.column("url").combine_chunks() if "url" in names else empty
+    urls = pc.fill_null(table.column("url").combine_chunks(), "") if "url" in names else empty
     meta = {
         "doc_id": table.column("doc_id").combine_chunks().cast(pa.string()),
         "url": urls,
@@ -376,7 +376,6 @@ class _Stage:
         self.ray, self.cfg, self.out, self.doc_files = ray, cfg, out, doc_files
         self.plan = DedupPlan.from_config(cfg)
         self.seconds: dict[str, float] = {}
-        self.counts: Counter[str] = Counter()
 
     def _timed(self, phase: str, started: float) -> None:
         self.seconds[phase] = round(time.time() - started, 3)
