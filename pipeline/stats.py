@@ -14,6 +14,13 @@ MAX_ERROR_SAMPLES = 20
 MAX_ERROR_LOG = 100_000  # per input; beyond it only the counts grow (error_log_dropped says how many)
 
 
+def check_buckets(what: str, records: int, kept: int, removed: Counter, errors: Counter) -> None:
+    """Raise unless kept + removed + errors == records (the accounting invariant)."""
+    total = kept + sum(removed.values()) + sum(errors.values())
+    if total != records:
+        raise AssertionError(f"{what}: buckets add to {total}, records seen {records}")
+
+
 @dataclass
 class FileStats:
     input: str
@@ -66,9 +73,7 @@ class FileStats:
         self.kept += 1
 
     def check(self) -> None:
-        total = self.kept + sum(self.removed.values()) + sum(self.errors.values())
-        if total != self.records:
-            raise AssertionError(f"{self.input}: buckets add to {total}, records seen {self.records}")
+        check_buckets(self.input, self.records, self.kept, self.removed, self.errors)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,14 +129,13 @@ class RunTotals:
             self.removed[reason] += n
 
     def check(self) -> None:
-        total = self.kept + sum(self.removed.values()) + sum(self.errors.values())
-        if total != self.records:
-            raise AssertionError(f"run buckets add to {total}, records seen {self.records}")
+        check_buckets("run", self.records, self.kept, self.removed, self.errors)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "files": self.files, "failed_files": self.failed_files, "records": self.records,
-            "documents": self.documents, "kept_by_filters": self.kept_by_filters, "kept": self.kept, "removed": dict(self.removed.most_common()),
+            "documents": self.documents, "kept_by_filters": self.kept_by_filters, "kept": self.kept,
+            "removed": dict(self.removed.most_common()),
             "errors": dict(self.errors.most_common()), "languages": dict(self.languages.most_common()),
             "payload_bytes": self.payload_bytes, "text_chars": self.text_chars,
             "task_seconds": round(self.task_seconds, 3),
