@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filters import Document, filter_class
-from filters.dedup import (MinHasher, MinHashFilter, bucket_pairs, candidate_probability, cluster, exact_jaccard,
-                           exact_line_dedup, exact_similar, lsh_params, minhash_dedup, normalize_text, remove_lines,
-                           distinct_line_keys, shingle_hash32, shingle_hashes, shingles, signature_jaccard,
-                           signature_similar, text_hash)
+from filters.dedup import (MinHasher, MinHashFilter, bucket_pairs, candidate_probability, cluster,
+                           distinct_line_keys, exact_jaccard, exact_line_dedup, exact_similar, lsh_params,
+                           minhash_dedup, normalize_text, remove_lines, shingle_hash32, shingle_hashes, shingles,
+                           signature_jaccard, signature_similar, text_hash)
 
 CC_FILE = "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 

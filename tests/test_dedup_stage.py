@@ -240,3 +240,19 @@ def test_bad_inputs_name_file_and_key(corpus, ray_session, tmp_path):
     stats = run_dedup(make_cfg(tmp_path / "o3"), str(tmp_path / "o3"), [empty])
     assert stats["docs_in"] == stats["docs_out"] == 0
     assert pq.read_table(tmp_path / "o3/curated/empty.parquet").num_rows == 0
+
+
+def test_steps_can_be_switched_off(corpus, ray_session, tmp_path):
+    base, files, docs = corpus
+    out = tmp_path / "exact-only"
+    cfg = make_cfg(out, enabled=False)
+    cfg.dedup.line.enabled = False
+    stats = run_dedup(cfg, str(out), files)
+    assert stats["removed_by_reason"] == {"dedup:exact": 1} and stats["near"] == {}
+    out = tmp_path / "nothing"
+    cfg = make_cfg(out, enabled=False)
+    cfg.dedup.line.enabled = cfg.dedup.exact = False
+    stats = run_dedup(cfg, str(out), files)
+    curated = duckdb.sql(f"select doc_id, text, lines_removed from '{out}/curated/*.parquet'").fetchall()
+    assert stats["removed_by_reason"] == {} and {d: t for d, t, _ in curated} == docs
+    assert {lines for _, _, lines in curated} == {0}
