@@ -114,15 +114,33 @@ class DedupSection(Section):
 class TokenizerSection(Section):
     enabled: bool = True
     path: str | None = Field(None, description="Load vocab.json + merges.txt from this directory instead of training")
-    vocab_size: int = Field(8192, ge=257)
-    special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"])
-    train_sample_bytes: int = Field(50_000_000, ge=1, description="Train on at most this much kept text")
-    num_workers: int | None = Field(None, ge=1)
+    vocab_size: int = Field(8192, ge=257, description="Tokens after training: 256 bytes + special tokens + merges")
+    special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"],
+                                      description="Never split and never merged across")
+    end_of_text: str = Field("<|endoftext|>", description="Special token appended to every document in the shards")
+    train_sample_bytes: int = Field(50_000_000, ge=1, description="Train on at most this much kept text "
+                                    "(the same fraction of every curated file)")
+
+    @field_validator("special_tokens")
+    @classmethod
+    def _distinct_non_empty(cls, tokens: list[str]) -> list[str]:
+        if any(not t for t in tokens) or len(set(tokens)) != len(tokens):
+            raise ValueError(f"special tokens must be distinct non-empty strings, got {tokens}")
+        return tokens
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TokenizerSection":
+        if self.end_of_text not in self.special_tokens:
+            raise ValueError(f"end_of_text {self.end_of_text!r} must be one of special_tokens {self.special_tokens}")
+        if self.vocab_size < 256 + len(self.special_tokens):
+            raise ValueError(f"vocab_size {self.vocab_size} is below 256 bytes + {len(self.special_tokens)} special tokens")
+        return self
 
 
 class ShardsSection(Section):
-    target_tokens: int = Field(50_000_000, ge=1, description="Tokens per shard (approx.)")
-    seed: int = 0
+    target_tokens: int = Field(50_000_000, ge=1, description="Tokens per shard (approx.: the shard count is "
+                               "set from the text size before encoding)")
+    seed: int = Field(0, description="Shuffles documents across and inside shards")
 
 
 class OutputSection(Section):

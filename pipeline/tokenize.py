@@ -1,9 +1,12 @@
 """The tokenize stage: train (or load) the tokenizer, encode the curated documents on Ray, write shards.
 
-    curated/*.parquet --sample--> train_bpe -> OUT/tokenizer/{vocab.json, merges.txt, tokenizer.json}
-    curated/*.parquet --encode (1 task / file)--> tokens/.parts/<stem>.parquet
+    curated/*.parquet --count pre-tokens of a sample (1 task / file)--> train_bpe
+        -> OUT/tokenizer/{vocab.json, merges.txt, tokenizer.json (sha256, sample)}
+    curated/*.parquet --encode (1 task / file)--> tokens/.parts/<stem>.parquet (one row group per shard)
     parts --write (1 task / shard)--> tokens/shard-NNNNN.parquet + tokens/manifest.json
 
+The number of shards is fixed before encoding, from the curated text size (Parquet metadata) and
+the tokenizer's bytes per token on a sample, so each encode task can group its documents by shard.
 Resumable at stage granularity: tokens/manifest.json carries the config hash.
 """
 from __future__ import annotations
@@ -12,63 +15,65 @@ import hashlib
 import math
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import SieveConfig
-from pipeline.shards import SCHEMA_VERSION, doc_bucket, shard_name, token_dtype, write_shard
-from pipeline.tokenizer import Tokenizer, train_bpe_from_texts
+from pipeline.shards import doc_hash, part_schema, shard_manifest, shard_name, token_dtype, write_part, write_shard
+from pipeline.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
 
-EOT = "<|endoftext|>"
+REQUIRED_COLUMNS = ["doc_id", "url", "warc_file", "text"]
+ESTIMATE_SAMPLE_BYTES = 1 << 20
 
 
-def _sample_texts(files: list[str], max_bytes: int, opts: dict[str, Any]) -> Iterator[str]:
-    """Kept text for training, file by file, until `max_bytes` of UTF-8 (deterministic order)."""
-    used = 0
+def text_bytes(path: str, opts: dict[str, Any]) -> int:
+    """Approximate UTF-8 size of a curated file's `text` column, from its Parquet metadata only
+    (and a clear error, before any work starts, if a column the stage reads is missing)."""
+    fs, p = storage.fs_and_path(path, opts)
+    with fs.open(p, "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"{path}: curated file lacks column(s) {missing} needed by the tokenize stage")
+    column = names.index("text")
+    return sum(meta.row_group(g).column(column).total_uncompressed_size for g in range(meta.num_row_groups))
+
+
+def count_sample(path: str, max_bytes: int, special_tokens: list[str], opts: dict[str, Any]
+                 ) -> tuple[Counter[bytes], int, int]:
+    """Pre-token counts of a curated file's first `max_bytes` of text: (counts, docs, bytes)."""
+    counts: Counter[bytes] = Counter()
+    docs = used = 0
+    for batch in storage.iter_parquet_batches(path, columns=["text"], storage_options=opts):
+        for text in batch.column(0).to_pylist():
+            if used >= max_bytes:
+                return counts, docs, used
+            if text:
+                counts.update(count_pretokens(text, special_tokens))
+                docs += 1
+                used += len(text.encode("utf-8", "surrogatepass"))
+    return counts, docs, used
+
+
+def _sample_text(files: list[str], max_bytes: int, opts: dict[str, Any]) -> str:
+    """The first `max_bytes` or so of curated text (to measure bytes per token)."""
+    texts, used = [], 0
     for path in files:
         for batch in storage.iter_parquet_batches(path, columns=["text"], storage_options=opts):
             for text in batch.column(0).to_pylist():
-                yield text
-                used += len(text.encode("utf-8", "surrogatepass"))
+                if text:
+                    texts.append(text)
+                    used += len(text)
                 if used >= max_bytes:
-                    return
-
-
-def _eot_token(specials: list[str]) -> str:
-    if not specials:
-        raise ValueError("tokenizer.special_tokens must contain an end-of-text token (e.g. <|endoftext|>)")
-    return EOT if EOT in specials else specials[0]
-
-
-def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str]) -> tuple[Tokenizer, dict[str, Any]]:
-    """Load cfg.tokenizer.path or train on the kept text; save it into OUT/tokenizer/."""
-    opts, tcfg = cfg.input.storage_options, cfg.tokenizer
-    info: dict[str, Any] = {}
-    if tcfg.path:
-        local = _local_copy(tcfg.path, opts)
-        tokenizer = Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens)
-        info["loaded_from"] = tcfg.path
-    else:
-        started = time.time()
-        texts = list(_sample_texts(curated_files, tcfg.train_sample_bytes, opts))
-        vocab, merges = train_bpe_from_texts(texts, tcfg.vocab_size, tcfg.special_tokens)
-        tokenizer = Tokenizer(vocab, merges, tcfg.special_tokens)
-        info.update(trained_on_docs=len(texts), trained_on_bytes=sum(len(t.encode("utf-8", "surrogatepass"))
-                                                                      for t in texts),
-                    train_seconds=round(time.time() - started, 3))
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_path, merges_path = tokenizer.save(tmp)
-        digest = hashlib.sha256(vocab_path.read_bytes() + merges_path.read_bytes()).hexdigest()
-        for path in (vocab_path, merges_path):
-            storage.atomic_write_bytes(storage.join(out, "tokenizer", path.name), path.read_bytes(), opts)
-    info.update(sha256=digest, vocab_size=len(tokenizer.vocab), special_tokens=tokenizer.special_ids,
-                merges=len(tokenizer.merges))
-    storage.atomic_write_json(storage.join(out, "tokenizer", "tokenizer.json"), info, opts)
-    return tokenizer, info
+                    return "".join(texts)
+    return "".join(texts)
 
 
 def _local_copy(path: str, opts: dict[str, Any]) -> Path:
@@ -81,31 +86,91 @@ def _local_copy(path: str, opts: dict[str, Any]) -> Path:
     return tmp
 
 
-def encode_file(path: str, part_path: str, tokenizer: Tokenizer, eot_id: int, seed: int,
+def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], sizes: list[int], ray: Any
+                      ) -> tuple[Tokenizer, dict[str, Any]]:
+    """Load cfg.tokenizer.path, or train on an even fraction of each curated file's text (one Ray
+    task per file counts its pre-tokens); save it into OUT/tokenizer/ with its sha256."""
+    opts, tcfg = cfg.input.storage_options, cfg.tokenizer
+    info: dict[str, Any] = {}
+    if tcfg.path:
+        local = _local_copy(tcfg.path, opts)
+        tokenizer = Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens)
+        info["loaded_from"] = tcfg.path
+    else:
+        started = time.time()
+        fraction = min(1.0, tcfg.train_sample_bytes / max(1, sum(sizes)))
+        count = ray.remote(count_sample)
+        pending = [count.remote(path, max(1, int(size * fraction)), tcfg.special_tokens, opts)
+                   for path, size in zip(curated_files, sizes)]
+        counts: Counter[bytes] = Counter()
+        docs = used = 0
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            part_counts, part_docs, part_bytes = ray.get(done[0])
+            counts.update(part_counts)
+            docs, used = docs + part_docs, used + part_bytes
+        vocab, merges = train_bpe_from_counts(counts, tcfg.vocab_size, tcfg.special_tokens)
+        tokenizer = Tokenizer(vocab, merges, tcfg.special_tokens)
+        info.update(trained_on_docs=docs, trained_on_bytes=used, train_seconds=round(time.time() - started, 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_path, merges_path = tokenizer.save(tmp)
+        digest = hashlib.sha256(vocab_path.read_bytes() + merges_path.read_bytes()).hexdigest()
+        for path in (vocab_path, merges_path):
+            storage.atomic_write_bytes(storage.join(out, "tokenizer", path.name), path.read_bytes(), opts)
+    info.update(sha256=digest, sha256_of="vocab.json + merges.txt", vocab_size=len(tokenizer.vocab),
+                special_tokens=tokenizer.special_ids, merges=len(tokenizer.merges),
+                fast_path=tokenizer.fast_path_available())
+    storage.atomic_write_json(storage.join(out, "tokenizer", "tokenizer.json"), info, opts)
+    return tokenizer, info
+
+
+def encode_file(path: str, part_path: str, tokenizer: Tokenizer, eot_id: int, seed: int, num_shards: int,
                 opts: dict[str, Any]) -> dict[str, int]:
-    """Encode one curated file into a part: ids + end-of-text per document, and its shard bucket."""
+    """Encode one curated file into a part: ids + end-of-text per document, grouped by shard.
+
+    Rows without a doc_id or text are skipped and counted."""
     dtype = token_dtype(len(tokenizer.vocab))
-    columns: dict[str, list] = {"input_ids": [], "num_tokens": [], "doc_id": [], "url": [], "source": [], "bucket": []}
-    for batch in storage.iter_parquet_batches(path, columns=["doc_id", "url", "warc_file", "text"], storage_options=opts):
-        for doc_id, url, source, text in zip(*(batch.column(i).to_pylist() for i in range(4))):
+    values: list[np.ndarray] = []
+    lengths: list[int] = []
+    columns: dict[str, list] = {"doc_id": [], "url": [], "source": [], "doc_hash": []}
+    skipped, fallbacks_before = 0, tokenizer.reference_fallbacks
+    for batch in storage.iter_parquet_batches(path, columns=REQUIRED_COLUMNS, storage_options=opts):
+        for doc_id, url, source, text in zip(*(batch.column(c).to_pylist() for c in REQUIRED_COLUMNS)):
+            if doc_id is None or text is None:
+                skipped += 1
+                continue
             ids = tokenizer.encode_fast(text)
             ids.append(eot_id)
-            columns["input_ids"].append(np.asarray(ids, dtype=dtype.to_pandas_dtype()))
-            columns["num_tokens"].append(len(ids))
+            values.append(np.asarray(ids, dtype=dtype.to_pandas_dtype()))
+            lengths.append(len(ids))
             columns["doc_id"].append(doc_id)
             columns["url"].append(url)
             columns["source"].append(source)
-            columns["bucket"].append(doc_bucket(doc_id, seed))
-    schema = pa.schema([("input_ids", pa.list_(dtype)), ("num_tokens", pa.int32()), ("doc_id", pa.string()),
-                        ("url", pa.string()), ("source", pa.string()), ("bucket", pa.uint64())])
-    storage.write_parquet(pa.table(columns, schema=schema), part_path, opts)
-    return {"docs": len(columns["doc_id"]), "tokens": int(sum(columns["num_tokens"]))}
+            columns["doc_hash"].append(doc_hash(doc_id, seed))
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
+    flat = np.concatenate(values) if values else np.zeros(0, dtype=dtype.to_pandas_dtype())
+    schema = part_schema(len(tokenizer.vocab)).remove(part_schema(len(tokenizer.vocab)).get_field_index("shard"))
+    table = pa.table({"input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, dtype)),
+                      "num_tokens": pa.array(lengths, pa.int32()), **columns}, schema=schema)
+    write_part(table, num_shards, part_path, opts)
+    return {"docs": len(lengths), "tokens": int(offsets[-1]), "skipped": skipped,
+            "reference_fallbacks": tokenizer.reference_fallbacks - fallbacks_before}
+
+
+def estimate_shards(tokenizer: Tokenizer, curated_files: list[str], total_text_bytes: int, target_tokens: int,
+                    opts: dict[str, Any]) -> tuple[int, float]:
+    """(number of shards, measured UTF-8 bytes per token) for the curated text."""
+    sample = _sample_text(curated_files, ESTIMATE_SAMPLE_BYTES, opts)
+    tokens = len(tokenizer.encode_fast(sample))
+    bytes_per_token = len(sample.encode("utf-8", "surrogatepass")) / tokens if tokens else 1.0
+    return max(1, math.ceil(total_text_bytes / bytes_per_token / target_tokens)), bytes_per_token
 
 
 def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[str, Any]:
     """Tokenizer + token shards for the curated documents; returns the manifest."""
     opts = cfg.input.storage_options
-    manifest_path = storage.join(out, "tokens", "manifest.json")
+    tokens_dir = storage.join(out, "tokens")
+    manifest_path = storage.join(tokens_dir, "manifest.json")
     if storage.exists(manifest_path, opts):
         stored = storage.read_json(manifest_path, opts)
         if stored.get("config_hash") == cfg.hash():
@@ -113,35 +178,27 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[s
     from pipeline.run import init_ray
 
     started = time.time()
-    tokenizer, info = prepare_tokenizer(cfg, out, curated_files)
-    eot_id = tokenizer.special_ids[_eot_token(cfg.tokenizer.special_tokens)]
+    storage.remove_tree(tokens_dir, opts)  # shards of an older run must not mix with these
     ray = init_ray(cfg)
+    sizes = [text_bytes(path, opts) for path in curated_files]
+    tokenizer, info = prepare_tokenizer(cfg, out, curated_files, sizes, ray)
+    eot_id = tokenizer.special_ids[cfg.tokenizer.end_of_text]
+    num_shards, bytes_per_token = estimate_shards(tokenizer, curated_files, sum(sizes), cfg.shards.target_tokens, opts)
+
     tokenizer_ref = ray.put(tokenizer)
     encode = ray.remote(encode_file)
-    parts = [storage.join(out, "tokens", ".parts", path.rsplit("/", 1)[-1]) for path in curated_files]
-    counts = ray.get([encode.remote(path, part, tokenizer_ref, eot_id, cfg.shards.seed, opts)
+    parts = [storage.join(tokens_dir, ".parts", f"{i:05d}-{path.rsplit('/', 1)[-1]}") for i, path in enumerate(curated_files)]
+    counts = ray.get([encode.remote(path, part, tokenizer_ref, eot_id, cfg.shards.seed, num_shards, opts)
                       for path, part in zip(curated_files, parts)])
-    total_tokens = sum(c["tokens"] for c in counts)
-    num_shards = max(1, math.ceil(total_tokens / cfg.shards.target_tokens))
     write = ray.remote(write_shard)
-    shards = ray.get([write.remote(parts, k, num_shards, cfg.shards.seed, len(tokenizer.vocab),
-                                   storage.join(out, "tokens", shard_name(k)), opts) for k in range(num_shards)])
-    storage.remove_tree(storage.join(out, "tokens", ".parts"), opts)
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "config_hash": cfg.hash(),
-        "tokenizer_sha256": info["sha256"],
-        "tokenizer_dir": "../tokenizer",
-        "vocab_size": len(tokenizer.vocab),
-        "special_tokens": tokenizer.special_ids,
-        "eot_id": eot_id,
-        "dtype": str(token_dtype(len(tokenizer.vocab))),
-        "seed": cfg.shards.seed,
-        "shards": shards,
-        "total_docs": sum(s["docs"] for s in shards),
-        "total_tokens": sum(s["tokens"] for s in shards),
-        "tokenizer": info,
-        "seconds": round(time.time() - started, 3),
-    }
+    shards = ray.get([write.remote(parts, k, len(tokenizer.vocab), storage.join(tokens_dir, shard_name(k)), opts)
+                      for k in range(num_shards)])
+    storage.remove_tree(storage.join(tokens_dir, ".parts"), opts)
+    manifest = shard_manifest(
+        shards, len(tokenizer.vocab), tokenizer.special_ids, eot_id, cfg.shards.seed,
+        config_hash=cfg.hash(), tokenizer_sha256=info["sha256"], tokenizer_dir="../tokenizer",
+        skipped_docs=sum(c["skipped"] for c in counts),
+        reference_fallbacks=sum(c["reference_fallbacks"] for c in counts),
+        bytes_per_token=round(bytes_per_token, 4), tokenizer=info, seconds=round(time.time() - started, 3))
     storage.atomic_write_json(manifest_path, manifest, opts)
     return manifest
