@@ -326,6 +326,12 @@ class Tokenizer:
                 self.vocab[len(self.vocab)] = encoded
         self.special_ids = {s: ids[s.encode("utf-8")] for s in self.special_tokens}
         self._ids = ids
+        missing_bytes = [b for b in range(256) if bytes([b]) not in ids]
+        if missing_bytes:
+            raise ValueError(f"the vocab lacks single-byte tokens for bytes {missing_bytes[:10]} (byte-level BPE needs all 256)")
+        # GPT-2's files number the bytes in their byte-to-unicode order, not by value.
+        self._byte_ids = [ids[bytes([b])] for b in range(256)]
+        self._bytes_are_ids = self._byte_ids == list(range(256))
         for rank, (a, b) in enumerate(merges):
             missing = [t for t in (a, b, a + b) if t not in ids]
             if missing:
@@ -381,7 +387,7 @@ class Tokenizer:
     # -- reference encoder
     def _bpe(self, data: bytes) -> tuple[int, ...]:
         """Merge the adjacent pair with the lowest merge rank until no pair is a merge."""
-        ids = list(data)
+        ids = list(data) if self._bytes_are_ids else [self._byte_ids[b] for b in data]
         rank = self._rank
         while len(ids) > 1:
             best = min(zip(ids, ids[1:]), key=lambda pair: rank.get(pair, len(rank)))

@@ -241,18 +241,23 @@ def test_fast_path_equals_reference_on_real_web_text(trained, shared_data):
 # ---------------------------------------------------------------- files and streaming
 
 def test_gpt2_format_files(tmp_path):
+    # Like GPT-2's own files: bytes numbered in byte-to-unicode order ('!' is 0), then the merges.
     table = bytes_to_unicode()
     space_t = table[ord(" ")] + "t"
-    tokens = [table[b] for b in range(256)] + [space_t, "he", space_t + "he", EOT]
+    tokens = list(table.values()) + [space_t, "he", space_t + "he", EOT]
     (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
     (tmp_path / "merges.txt").write_text(f"#version: 0.2\n{table[ord(' ')]} t\nh e\n{space_t} he\n", encoding="utf-8")
     tok = Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt", [EOT])
+    byte_id = {b: list(table).index(b) for b in range(256)}
+    assert byte_id[ord("!")] == 0 and byte_id[ord(" ")] == 220  # GPT-2's ids for '!' and ' '
     assert tok.encode(" the") == [258]
-    assert tok.encode(" then" + EOT) == [258, ord("n"), 259] == tok.encode_fast(" then" + EOT)
-    assert tok.decode([258, 259]) == " the" + EOT
+    assert tok.encode(" then!" + EOT) == [258, byte_id[ord("n")], 0, 259] == tok.encode_fast(" then!" + EOT)
+    assert tok.encode("\t x") == [byte_id[9], byte_id[32], byte_id[ord("x")]] == tok.encode_fast("\t x")
+    assert tok.decode([258, 0, 259]) == " the!" + EOT
     tok.save(tmp_path / "saved")
     again = Tokenizer.from_files(tmp_path / "saved/vocab.json", tmp_path / "saved/merges.txt", [EOT])
     assert again.vocab == tok.vocab and again.merges == tok.merges
+    assert json.loads((tmp_path / "saved/vocab.json").read_text()) == json.loads((tmp_path / "vocab.json").read_text())
 
 
 def test_gpt2_files_with_bad_lines_name_the_line(tmp_path):
