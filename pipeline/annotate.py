@@ -104,7 +104,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
         _annotate_records(input_path, stem, cfg, filters, stats, kept, rejected)
     except InputError as exc:
         stats.status = "failed"
-        stats.add_error("open_error", message=str(exc))
+        stats.add_error(exc.reason, message=str(exc))
         log.error("input %s failed: %s", input_path, exc)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -132,11 +132,11 @@ def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: lis
     html_types = set(cfg.extract.html_types)
     max_bytes = cfg.input.max_record_bytes
 
-    def open_stream():
-        return open_input(input_path, storage_options=cfg.input.storage_options,
-                          retries=cfg.input.retries, backoff_s=cfg.input.retry_backoff_s)
+    def open_stream(start: int = 0):
+        return open_input(input_path, storage_options=cfg.input.storage_options, retries=cfg.input.retries,
+                          backoff_s=cfg.input.retry_backoff_s, timeout_s=cfg.input.timeout_s, start=start)
 
-    for rec in iter_records(open_stream):
+    for rec in iter_records(open_stream, max_record_bytes=max_bytes, name=input_path):
         if isinstance(rec, ReadError):
             stats.add_error("read_error", offset=rec.offset, message=rec.message)
             log.warning("%s: unreadable after offset %d: %s", input_path, rec.offset, rec.message,

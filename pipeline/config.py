@@ -44,6 +44,7 @@ class InputSection(Section):
     max_record_bytes: int = Field(50_000_000, ge=1024, description="Larger records are skipped (counted)")
     retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(1.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0, description="HTTP connect/read timeout per attempt (then retried)")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (s3 endpoint, ...)")
 
     @model_validator(mode="after")
@@ -187,7 +188,7 @@ class SieveConfig(Section):
             data["run"].pop(key, None)
         data["output"].pop("overwrite", None)
         data["output"].pop("path", None)
-        for key in ("retries", "retry_backoff_s", "storage_options"):
+        for key in ("retries", "retry_backoff_s", "timeout_s", "storage_options"):
             data["input"].pop(key, None)
         data["filter_order"] = list(self.filters)  # the first failing filter names the reason
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
