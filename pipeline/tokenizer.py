@@ -114,10 +114,12 @@ def count_file_pretokens(path: str | os.PathLike, special_tokens: list[str], num
     """Pre-token counts of a UTF-8 text file: chunks counted in parallel, merged as they finish."""
     path = str(path)
     size = os.path.getsize(path)
+    workers = num_workers or os.cpu_count() or 1
+    chunk_bytes = min(chunk_bytes, max(1 << 20, size // (4 * workers) + 1))  # small files: every worker busy
     with open(path, "rb") as fh:
         bounds = chunk_boundaries(fh, size, chunk_bytes, special_tokens)
     jobs = [(path, a, b, special_tokens) for a, b in zip(bounds, bounds[1:])]
-    workers = min(num_workers or os.cpu_count() or 1, len(jobs))
+    workers = min(workers, len(jobs))
     total: Counter[bytes] = Counter()
     if workers <= 1:
         for job in jobs:
@@ -449,7 +451,11 @@ class Tokenizer:
                              and all(self._bpe(self.vocab[i]) == (i,) for i in merged))
         return self._fast_ok
 
-    def _tiktoken(self):
+    def tiktoken_encoding(self):
+        """tiktoken.Encoding built from our ranks (specials excluded: Sieve splits them out).
+
+        Alone it equals `encode` only when `fast_path_available()` and the text has no character
+        flagged by `unicode_disagreements()`; `encode_fast` checks both."""
         if self._fast is None:
             import tiktoken
 
@@ -473,7 +479,7 @@ class Tokenizer:
         if self._needs_reference(text):
             self.reference_fallbacks += 1
             return self.encode(text)
-        encoding = self._tiktoken()
+        encoding = self.tiktoken_encoding()
         out: list[int] = []
         for is_special, part in self._segments(text):
             if is_special:

@@ -172,7 +172,7 @@ def test_characters_tiktoken_classifies_differently_go_to_the_reference():
     vocab, merges = train_bpe_from_texts([corpus], 300, [])
     tok = Tokenizer(vocab, merges)
     text = f"x ab{letters[0]}cd y"
-    assert tok._tiktoken().encode_ordinary(text) != tok.encode(text)  # the raw fast path would be wrong
+    assert tok.tiktoken_encoding().encode_ordinary(text) != tok.encode(text)  # the raw fast path would be wrong
     assert tok.encode_fast(text) == tok.encode(text) and tok.reference_fallbacks == 1
     assert not table[:128].any()  # ASCII is never affected: ASCII text always takes the fast path
 
@@ -195,7 +195,7 @@ def test_fast_path_bypassed_when_a_token_cannot_encode_to_itself():
     for a, b in merges:
         vocab[len(vocab)] = a + b
     tok = Tokenizer(vocab, merges)
-    assert tok._tiktoken().encode_ordinary("abc") == [258]
+    assert tok.tiktoken_encoding().encode_ordinary("abc") == [258]
     assert not tok.fast_path_available()
     assert tok.encode_fast("abc") == tok.encode("abc") == [ord("a"), 256]
 
