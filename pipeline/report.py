@@ -39,6 +39,7 @@ MAX_ERROR_FILES = 50
 ERROR_SAMPLES_PER_FILE = 3
 MAX_LANGUAGES = 15
 LARGEST_CLUSTERS = 5
+MAX_CLUSTER_LINES = 10_000
 
 BLUE, ORANGE, PURPLE, GREEN, GREY = "#3b6fd4", "#e0803c", "#7a55d6", "#2f9e6e", "#8b95a5"
 
@@ -366,6 +367,7 @@ class Report:
         self.sample = OutputSample(self.out, self.opts, cfg.run.seed)
         self.charts = Charts()
         self._stats: dict[str, dict[str, Any] | None] = {}
+        self._clusters: list[dict[str, Any]] | None = None
         self.input_dir = common_dir([f["input"] for f in summary.get("files", [])])
 
     def short(self, path: str) -> str:
@@ -484,12 +486,18 @@ class Report:
                              numeric=(2, 3))]
         return "".join(parts)
 
-    @staticmethod
-    def _examples_html(examples: list[dict[str, Any]]) -> str:
+    def _examples_html(self, examples: list[dict[str, Any]]) -> str:
+        survivors = {(c.get("survivor") or {}).get("doc_id"): (c.get("survivor") or {}).get("url")
+                     for c in self.clusters()}
         shown = []
         for ex in examples:
-            body = (_esc(_snippet(ex.get("text"))) if "text" in ex else
-                    f"duplicate of document <code>{_esc(ex.get('survivor_id') or '—')}</code>")
+            survivor = ex.get("survivor_id")
+            if "text" in ex:
+                body = _esc(_snippet(ex.get("text")))
+            elif survivors.get(survivor):
+                body = f"duplicate of the kept copy at {_esc(survivors[survivor])}"
+            else:
+                body = f"duplicate of the kept document <code>{_esc(survivor or '—')}</code>"
             shown.append(f'<div class="ex"><span class="u">{_esc(ex.get("url") or "(no url)")}</span><br>{body}</div>')
         return "".join(shown)
 
@@ -585,18 +593,20 @@ class Report:
         return ('<h2 id="dedup">Deduplication</h2><div class="two">' + table + chart + "</div>"
                 + (f'<p class="note">{_esc(lsh_note)}</p>' if lsh_note else "") + self._largest_clusters())
 
+    def clusters(self) -> list[dict[str, Any]]:
+        """The cluster sample dedup wrote (dedup/clusters.jsonl, at most MAX_CLUSTER_LINES read)."""
+        if self._clusters is None:
+            self._clusters = []
+            path = storage.join(self.out, "dedup", "clusters.jsonl")
+            if self.dedup and storage.exists(path, self.opts):
+                fs, p = storage.fs_and_path(path, self.opts)
+                with fs.open(p, "rt", encoding="utf-8") as fh:
+                    for _, line in zip(range(MAX_CLUSTER_LINES), fh):
+                        self._clusters.append(json.loads(line))
+        return self._clusters
+
     def _largest_clusters(self) -> str:
-        path = storage.join(self.out, "dedup", "clusters.jsonl")
-        if not storage.exists(path, self.opts):
-            return ""
-        fs, p = storage.fs_and_path(path, self.opts)
-        clusters = []
-        with fs.open(p, "rt", encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if i >= 10_000:
-                    break
-                clusters.append(json.loads(line))
-        clusters = sorted(clusters, key=lambda c: (-c.get("size", 0), c.get("cluster_id", 0)))[:LARGEST_CLUSTERS]
+        clusters = sorted(self.clusters(), key=lambda c: (-c.get("size", 0), c.get("cluster_id", 0)))[:LARGEST_CLUSTERS]
         if not clusters:
             return ""
         rows = []
@@ -618,11 +628,7 @@ class Report:
                 ["shards", len(tok.get("shards", []))], ["vocabulary size", tok.get("vocab_size", 0)],
                 ["token dtype", tok.get("dtype", "")], ["tokenizer trained on (bytes)", info.get("trained_on_bytes", "")],
                 ["tokenizer sha256", str(tok.get("tokenizer_sha256", ""))[:16]]]
-        chars = self.totals.get("text_chars", 0)
-        note = (f"{chars / tok['total_tokens']:.2f} characters of kept text per token (before dedup)"
-                if tok.get("total_tokens") and chars else "")
-        return ('<h2 id="tokens">Tokens</h2>' + _table("tokens-table", ["measure", "value"], rows, numeric=(1,))
-                + (f'<p class="note">{_esc(note)}</p>' if note else ""))
+        return '<h2 id="tokens">Tokens</h2>' + _table("tokens-table", ["measure", "value"], rows, numeric=(1,))
 
     def files(self) -> str:
         files = self.summary.get("files", [])
@@ -649,13 +655,12 @@ class Report:
         mb = t.get("payload_bytes", 0) / 2**20
 
         def rate(n: float, s: float, unit: str) -> str:
-            return f"{n / s:,.0f} {unit}/s" if s else ""
+            return f"{_num(float(n / s))} {unit}/s" if s else ""
 
         throughput = {
             "annotate": ", ".join(x for x in (rate(t["records"], seconds.get("annotate", 0), "records"),
                                               rate(t.get("documents", 0), seconds.get("annotate", 0), "documents"),
-                                              f"{mb / seconds['annotate']:.1f} MB/s HTML"
-                                              if seconds.get("annotate") else "") if x),
+                                              rate(mb, seconds.get("annotate", 0), "MB HTML")) if x),
             "dedup": rate(self.dedup.get("docs_in", 0), seconds.get("dedup", 0), "documents"),
             "tokenize": rate(self.tokens.get("total_tokens", 0), seconds.get("tokenize", 0), "tokens"),
         }
@@ -663,8 +668,8 @@ class Report:
         chart = (self.charts.bars(list(seconds), list(seconds.values()), "seconds per stage", color=GREY,
                                   notes=[f"{s:,.1f} s" for s in seconds.values()], width=4.2) if seconds else "")
         task_s = t.get("task_seconds", 0) or 0
-        per_core = (f"Annotate tasks ran {task_s:,.1f} task-seconds: {t.get('documents', 0) / task_s:,.0f} documents/s "
-                    f"and {mb / task_s:.2f} MB/s of HTML per core ({mb:,.1f} MB in total)." if task_s else "")
+        per_core = (f"Annotate tasks ran {task_s:,.1f} task-seconds: {rate(t.get('documents', 0), task_s, 'documents')} "
+                    f"and {rate(mb, task_s, 'MB HTML')} per core ({mb:,.1f} MB of HTML in total)." if task_s else "")
         phases = self.dedup.get("phase_seconds") or {}
         return ('<h2 id="time">Time and throughput</h2><div class="two">'
                 + _table("time-table", ["stage", "seconds", "of wall time", "throughput"], rows, numeric=(1, 2))

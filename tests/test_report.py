@@ -93,7 +93,7 @@ def _tiny_run(out: str) -> tuple:
                                     "reason": ["dedup:exact", "dedup:near"], "survivor_id": ["d0", "d0"]}),
                           storage.join(out, "dedup", "removed.parquet"))
     storage.atomic_write_bytes(storage.join(out, "dedup", "clusters.jsonl"), (json.dumps(
-        {"cluster_id": 0, "size": 3, "survivor": {"url": "http://dup.example/"},
+        {"cluster_id": 0, "size": 3, "survivor": {"doc_id": "d0", "url": "http://dup.example/"},
          "removed": [{"reason": "dedup:exact", "url": "http://dup.example/"},
                      {"reason": "dedup:near", "url": "http://dup.example/2"}]}) + "\n").encode())
     removed = {"quality:low_score": 9, "language:low_score": 2, "record:request": 20, "http_status:404": 3,
@@ -182,8 +182,8 @@ def test_examples_are_a_bounded_seeded_sample_per_reason(tmp_path):
     examples = Tables(page).rows("removals-table")
     assert examples["quality:low_score"][2].count("http://site") == EXAMPLES_PER_REASON  # 9 rows, 3 shown
     assert examples["language:low_score"][2].count("http://site") == 2
-    assert "duplicate of document d0" in examples["dedup:near"][2]
-    snippets = re.findall(r"<br>([^<]*)</div>", page)
+    assert "duplicate of the kept copy at http://dup.example/" in examples["dedup:near"][2]
+    snippets = [s for s in re.findall(r"<br>([^<]*)</div>", page) if not s.startswith("duplicate of")]
     assert len(snippets) == EXAMPLES_PER_REASON + 2  # quality: 3 of 9 rows, language: both of 2
     assert all(len(html.unescape(s)) <= EXAMPLE_CHARS + 1 for s in snippets)
     other_seed = cfg.model_copy(update={"run": cfg.run.model_copy(update={"seed": 7})})
