@@ -349,8 +349,10 @@ def reason_group(reason: str) -> str:
         return "HTTP status"
     if reason in ("not_html", "too_large", "empty_body"):
         return "content type / size"
-    if head in ("extract", "dedup"):
-        return {"extract": "extraction", "dedup": "dedup"}[head]
+    if head == "extract":
+        return "extraction"
+    if head == "dedup":
+        return "dedup"
     return f"filter: {head}"
 
 
@@ -397,12 +399,14 @@ class Report:
         t, s = self.totals, self.summary
         errors = sum(t["errors"].values())
         cards = [("WARC records", t["records"]), ("documents extracted", t.get("documents", 0)),
-                 ("kept by filters", t.get("kept_by_filters", t["kept"])), ("kept after dedup", t["kept"])]
+                 ("kept by filters", t.get("kept_by_filters", t["kept"]))]
+        if self.dedup:
+            cards.append(("kept after dedup", t["kept"]))
         if self.tokens:
             cards.append(("tokens", self.tokens.get("total_tokens", 0)))
         cards += [("errors", errors), ("input files", s.get("inputs", len(s.get("files", []))))]
         failed = t.get("failed_files", 0)
-        filters = ", ".join(f"{name}" for name in self.cfg.filters) or "none"
+        filters = ", ".join(self.cfg.filters) or "none"
         params = [[name, ", ".join(f"{k}={v}" for k, v in p.model_dump(mode="json").items() if k != "enabled")]
                   for name, p in self.cfg.filters.items()]
         return (f"<header><h1>Sieve run <code>{_esc(s.get('name', ''))}</code></h1>"
