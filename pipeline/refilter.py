@@ -23,6 +23,7 @@ from pipeline import storage
 from pipeline.annotate import BASE_FIELDS, REASON_FIELD
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
 from pipeline.decide import build_filters, decide
+from pipeline.logs import driver_log
 from pipeline.run import finish_run, prepare_output, print_summary
 
 NON_SIGNAL = {f.name for f in BASE_FIELDS} | {REASON_FIELD.name}
@@ -103,9 +104,10 @@ def refilter(source: str, overrides: list[str], out: str) -> dict[str, Any]:
               file=sys.stderr)
     prepare_output(cfg)
     stems = [p.rsplit("/", 1)[-1].removesuffix(".json") for p in storage.listdir(storage.join(source, "stats"), ".json")]
-    t0 = time.time()
-    file_stats = [refilter_file(source, out, stem, cfg) for stem in stems]
-    return finish_run(cfg, len(stems), file_stats, {"refilter": time.time() - t0}, started)
+    with driver_log(cfg):
+        t0 = time.time()
+        file_stats = [refilter_file(source, out, stem, cfg) for stem in stems]
+        return finish_run(cfg, len(stems), file_stats, {"refilter": time.time() - t0}, started)
 
 
 def main(argv: list[str] | None = None) -> int:
