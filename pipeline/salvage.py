@@ -28,6 +28,7 @@ INFLATE_IN = 1 << 16
 INFLATE_OUT = 1 << 20
 HEADER_MAX = 64 << 10  # longest WARC header block we accept (fastwarc's default is 32 KiB)
 BLOCK_PREFIX = 64 << 10  # bytes kept of a record over the size cap (its HTTP headers)
+TAIL_WINDOW = 4 << 20  # of a record over the cap, the bytes checked for where it really ends
 SCAN_TAIL = 256  # bytes kept between scans so a header split across reads is still found
 # "WARC/1.0" (or 1.1, 0.17, 0.18) at a line start, then a header field: the start of a record.
 HEADER_START = re.compile(rb"(?:(?<=\n)|\A)WARC/(?:1\.[01]|0\.1[0-9])\r?\n[A-Za-z][A-Za-z0-9_-]*:")
@@ -240,9 +241,7 @@ class RecordSplitter:
             self.gap = event
             if self.pending is not None and self.pending_member == event.offset:
                 rec, self.pending = self.pending, None
-                self.out.append(Gap(rec.offset, f"record {rec.field(b'WARC-Record-ID') or '?'} at byte "
-                                                f"{rec.offset} is unreliable: {event.message}"))
-                self.gap_reported = True
+                self._unreliable(rec)
             return False
         self.eof = True
         return False
@@ -295,8 +294,17 @@ class RecordSplitter:
         self._release()
         if member is None or member in self.ended:
             self.out.append(rec)
+        elif self.gap is not None and self.gap.offset == member:  # its member already failed
+            self._unreliable(rec)
         else:
             self.pending, self.pending_member = rec, member
+
+    def _unreliable(self, rec: SalvagedRecord) -> None:
+        """A cut record whose gzip member then failed: reported in place of the gap."""
+        assert self.gap is not None
+        self.out.append(Gap(rec.offset, f"record {rec.field(b'WARC-Record-ID') or '?'} at byte {rec.offset} "
+                                        f"is unreliable: {self.gap.message}"))
+        self.gap_reported = True
 
     # -- records
     def __iter__(self) -> Iterator[SalvagedRecord | Gap]:
@@ -354,63 +362,62 @@ class RecordSplitter:
             raise _Interrupted(f"the record header at byte {offset} is cut off: {self._why()}")
         header = bytes(self.buf[: end.start()])
         block_start = end.end()
-        record_id = header_field(header, b"WARC-Record-ID") or "?"
+        what = f"record {header_field(header, b'WARC-Record-ID') or '?'} at byte {offset}"
         length: int | None
         try:
             length = int(header_field(header, b"Content-Length"))
         except ValueError:
             length = None
+        prefix, skipped = None, 0
         if length is not None and length > self.max_block:
-            self._read_oversize(offset, header, block_start, length, record_id)
-            return
+            # Over the cap: keep the start (the HTTP headers), stream past all but the block's
+            # tail, where the usual end-of-block checks run.
+            self._ensure(block_start + BLOCK_PREFIX)
+            prefix = bytes(self.buf[block_start: block_start + min(BLOCK_PREFIX, length)])
+            skipped = length - min(self.max_block, TAIL_WINDOW)
+            self._skip(block_start + skipped, what, length)
+            block_start, length = 0, length - skipped
+        block_end, next_start, repaired = self._block_end(block_start, length, header, what, skipped)
+        block = prefix if prefix is not None else bytes(self.buf[block_start:block_end])
+        rec = SalvagedRecord(offset, header, block, skipped + block_end - block_start, repaired)
+        self._complete(rec, max(block_end - 1, 0))
+        self._consume(next_start)
+
+    def _block_end(self, block_start: int, length: int | None, header: bytes, what: str,
+                   skipped: int) -> tuple[int, int, bool]:
+        """Where the block ends and the next record may start (buffer indexes), and whether
+        Content-Length had to be overruled. Raises _Interrupted if the data stops first."""
         limit = block_start + (length if length is not None and length >= 0 else self.max_block)
         self._ensure(limit + 16)
-        if length is not None and len(self.buf) >= limit and self._boundary_at(limit):
-            self._complete(SalvagedRecord(offset, header, bytes(self.buf[block_start:limit]), length, False), limit - 1)
-            self._consume(limit)
-            return
+        if length is not None and len(self.buf) >= limit and (self._boundary_at(limit) or self._terminated_at(limit)):
+            return limit, limit, False
         # Content-Length does not end on a record boundary: cut at the next record header instead.
         nxt = self._find(HEADER_START, block_start, self.max_block)
         if nxt is not None:
-            block = bytes(self.buf[block_start: nxt.start()]).rstrip(b"\r\n")
-            self._complete(SalvagedRecord(offset, header, block, len(block), True), nxt.start() - 1)
-            self._consume(nxt.start())
-            return
+            return block_start + len(bytes(self.buf[block_start: nxt.start()]).rstrip(b"\r\n")), nxt.start(), True
         have = len(self.buf) - block_start
         if self.gap is None and ((length is not None and have >= length) or not self.eof):
             # The block is all there but not followed by a header within the cap (or before the
             # end): Content-Length (or the cap) decides, what follows is counted as junk.
-            cut = block_start + (length if length is not None and length >= 0 else self.max_block)
-            self._complete(SalvagedRecord(offset, header, bytes(self.buf[block_start:cut]), cut - block_start,
-                                          length is None), cut - 1)
-            self._consume(cut)
-            return
-        if self.gap is None and self._member(len(self.buf) - 1) in self.ended:
-            # The last record of a gzip stream that ended cleanly: the data is whole, so a block
-            # shorter than Content-Length means a wrong Content-Length, not a cut file.
-            block = bytes(self.buf[block_start:]).rstrip(PADDING)
-            self._complete(SalvagedRecord(offset, header, block, len(block), True), len(self.buf) - 1)
-            self._consume(len(self.buf))
-            return
-        raise _Interrupted(f"record {record_id} at byte {offset} is incomplete after {have} of "
-                           f"{length if length is not None else '?'} bytes: {self._why()}")
+            return limit, limit, length is None
+        rewritten = b"\r\n" not in header and self.buf.endswith(b"\n\n")
+        if self.gap is None and (self._member(len(self.buf) - 1) in self.ended or rewritten):
+            # The last record, short of its Content-Length, in a gzip stream that ended cleanly
+            # (the data is whole) or with an LF-only header and a record end (line endings were
+            # rewritten, so Content-Length counts bytes that are gone): not a cut file.
+            return block_start + len(bytes(self.buf[block_start:]).rstrip(PADDING)), len(self.buf), True
+        total = "?" if length is None else skipped + length
+        raise _Interrupted(f"{what} is incomplete after {skipped + have} of {total} bytes: {self._why()}")
 
-    def _read_oversize(self, offset: int, header: bytes, block_start: int, length: int, record_id: str) -> None:
-        """A block over the cap: keep its start (the HTTP headers), stream past the rest."""
-        self._ensure(block_start + BLOCK_PREFIX)
-        prefix = bytes(self.buf[block_start: block_start + min(BLOCK_PREFIX, length)])
-        remaining = block_start + length
-        while True:
-            step = min(remaining, len(self.buf))
-            member = self._member(step - 1) if step else None
+    def _skip(self, n: int, what: str, length: int) -> None:
+        """Drop the next n bytes of data (streaming: nothing is kept)."""
+        done = 0
+        while done < n:
+            if not self.buf and not self._pull():
+                raise _Interrupted(f"{what} is incomplete after about {done} of {length} bytes: {self._why()}")
+            step = min(n - done, len(self.buf))
             self._consume(step)
-            remaining -= step
-            if not remaining:
-                break
-            if not self._pull():
-                raise _Interrupted(f"record {record_id} at byte {offset} is incomplete after "
-                                   f"{length - remaining} of {length} bytes: {self._why()}")
-        self._deliver(SalvagedRecord(offset, header, prefix, length, False), member)
+            done += step
 
     def _why(self) -> str:
         return self.gap.message if self.gap is not None else "the file ends (truncated)"
@@ -424,15 +431,21 @@ class RecordSplitter:
         # or where a gzip member ended cleanly (a gap after it belongs to the next member).
         return (self.eof and self.gap is None and not rest) or (i > 0 and self._member(i - 1) in self.ended)
 
+    def _terminated_at(self, i: int) -> bool:
+        """Is the block followed by the CRLF CRLF that ends a record? Then Content-Length is right
+        and what comes after is junk, not part of this record."""
+        return bytes(self.buf[i: i + 4]) == b"\r\n\r\n"
+
     def _find(self, pattern: re.Pattern[bytes], start: int, span: int) -> re.Match[bytes] | None:
-        """First match of `pattern` in buf[start:start+span], pulling data as needed."""
+        """First match of `pattern` starting in buf[start:start+span] (it may run past the span),
+        pulling data as needed."""
+        stop = start + span
         scanned = start
         while True:
-            match = pattern.search(self.buf, scanned, start + span)
-            if match is not None:
-                return match
-            if len(self.buf) >= start + span:
-                return None
+            match = pattern.search(self.buf, scanned, stop + SCAN_TAIL)
+            if match is not None or len(self.buf) >= stop + SCAN_TAIL:
+                return match if match is not None and match.start() <= stop else None
             scanned = max(start, len(self.buf) - SCAN_TAIL)
             if not self._pull():
-                return pattern.search(self.buf, scanned, start + span)
+                match = pattern.search(self.buf, scanned)
+                return match if match is not None and match.start() <= stop else None

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import IO, Any, Callable, Iterator
@@ -413,22 +414,41 @@ def _warcio_records(stream: IO[bytes]) -> Iterator[RawRecord]:
 
 
 class _Delivered:
-    """Records already yielded (by record id, or offset when a record has none)."""
+    """Records already yielded, so that a later reader pass skips exactly those.
+
+    A pass re-reading the file skips the first n occurrences of a record key (its id, or its
+    offset when it has none) if n were yielded before the pass's start offset: a record that
+    really occurs twice in a file (concatenated WARCs) is still delivered twice.
+    """
 
     def __init__(self) -> None:
-        self.ids: set[str] = set()
-        self.offsets: set[int] = set()
+        self.order: list[tuple[int, str]] = []  # (offset, key) of each record yielded
+        self.counts: Counter[str] = Counter()
+        self.in_pass: Counter[str] = Counter()
         self.last_offset = -1
-        self.count = 0
 
-    def seen(self, rec: RawRecord) -> bool:
-        return (rec.record_id in self.ids) if rec.record_id else (rec.offset in self.offsets)
+    @staticmethod
+    def key(rec: RawRecord) -> str:
+        return rec.record_id or f"@{rec.offset}"
+
+    def start_pass(self, start: int = 0) -> None:
+        """A reader begins at byte `start`: records yielded before it will be met again."""
+        self.in_pass = Counter(key for offset, key in self.order if offset < start)
+
+    def seen(self, key: str) -> bool:
+        """Count an occurrence of `key` in this pass; True if it was yielded already."""
+        self.in_pass[key] += 1
+        return self.in_pass[key] <= self.counts[key]
 
     def add(self, rec: RawRecord) -> None:
-        self.ids.add(rec.record_id)
-        self.offsets.add(rec.offset)
+        key = self.key(rec)
+        self.order.append((rec.offset, key))
+        self.counts[key] += 1
         self.last_offset = max(self.last_offset, rec.offset)
-        self.count += 1
+
+    @property
+    def count(self) -> int:
+        return len(self.order)
 
 
 def _materialized(rec: RawRecord, max_record_bytes: int) -> RawRecord:
@@ -556,9 +576,10 @@ def iter_records(open_stream: Callable[..., IO[bytes]], *, max_record_bytes: int
     for i, parser in enumerate(parsers):
         source = _Prefixed(head, stream) if i == 0 else opener.open(0)
         held = None  # a record the failed parser was on is decided again by the next reader
+        delivered.start_pass(0)
         try:
             for rec in parser(source):
-                if delivered.seen(rec):
+                if delivered.seen(delivered.key(rec)):
                     continue
                 rec = _materialized(rec, max_record_bytes)
                 if held is not None:
@@ -572,7 +593,7 @@ def iter_records(open_stream: Callable[..., IO[bytes]], *, max_record_bytes: int
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - damaged input; fastwarc's Rust panics are BaseException
-            failures.append(f"{parser.__name__.strip('_').split('_')[0]}: {type(exc).__name__}: {exc}")
+            failures.append(f"{parser.__name__.strip('_').split('_')[0]}: {type(exc).__name__}: {str(exc)[:200]}")
         finally:
             source.close()
     if kind in ("arc", "compressed"):  # the salvage pass reads WARC in gzip or plain only
@@ -612,6 +633,7 @@ def _salvage(opener: _Opener, start: int, gzipped: bool, delivered: _Delivered,
             stream.close()
             start, first = 0, b""
             stream = opener.open(0)
+        delivered.start_pass(start)
         replay = first
 
         def read(n: int) -> bytes:
@@ -627,12 +649,10 @@ def _salvage(opener: _Opener, start: int, gzipped: bool, delivered: _Delivered,
             if isinstance(item, salvage.Gap):
                 yield item
                 continue
-            if item.field(b"WARC-Record-ID") in delivered.ids:
+            if delivered.seen(item.field(b"WARC-Record-ID") or f"@{item.offset}"):
                 continue
             rec = _reparse(item, max_record_bytes)
             if isinstance(rec, RawRecord):
-                if delivered.seen(rec):
-                    continue
                 delivered.add(rec)
                 if item.repaired:
                     log.warning("record %s at byte %d: Content-Length %s does not fit; cut at the next record",
