@@ -21,6 +21,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -33,6 +35,11 @@ from pipeline.stats import RunTotals  # noqa: E402
 from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
 
 log = logging.getLogger("sieve")
+
+
+# Each global stage's final marker (written last, with the config hash): its presence means done.
+STAGE_MARKERS = {"dedup": ("dedup", "stats.json"), "tokenize": ("tokens", "manifest.json")}
+FILE_SUMMARY_KEYS = ("input", "stem", "status", "records", "kept", "removed", "errors")
 
 
 class OutputConflict(RuntimeError):
@@ -97,29 +104,38 @@ def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
     with driver_log(cfg):
         stage_seconds: dict[str, float] = {}
         t0 = time.time()
-        file_stats = run_annotate(cfg, inputs)
+        file_stats, tasks_run = run_annotate(cfg, inputs)
         stage_seconds["annotate"] = time.time() - t0
-        return finish_run(cfg, len(inputs), file_stats, stage_seconds, started)
+        return finish_run(cfg, len(inputs), file_stats, stage_seconds, started, annotate_tasks_run=tasks_run)
 
 
 def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]],
-               stage_seconds: dict[str, float], started: float) -> dict[str, Any]:
+               stage_seconds: dict[str, float], started: float, *,
+               annotate_tasks_run: int | None = None) -> dict[str, Any]:
     """The global stages (dedup, tokenize) over the annotated files, then run.json and the report.
 
     Shared by `run_pipeline` and `pipeline.refilter`, which re-decides stored signals and then
-    finishes the run the same way.
+    finishes the run the same way. A global stage finished earlier over the same annotated inputs
+    is reused (see `invalidate_stale_stages`).
     """
     out, opts = cfg.output.path, cfg.input.storage_options
     totals = RunTotals()
     for stats in file_stats:
         totals.add_file(stats)
-    doc_files = [storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats
-                 if storage.exists(storage.join(out, "documents", f"{s['stem']}.parquet"), opts)]
+    file_rows = [{k: s[k] for k in FILE_SUMMARY_KEYS} for s in file_stats]
+    invalidate_stale_stages(cfg, file_rows)
+    present = _fresh_listing(storage.join(out, "documents"), ".parquet", opts)
+    doc_files = [path for path in (storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats)
+                 if path in present]
     stages: dict[str, Any] = {}
+    reused = [name for name in STAGE_MARKERS if stage_done(cfg, name)]
     curated_files = doc_files
     if cfg.dedup.enabled:
         from pipeline.dedup import run_dedup
 
+        if "dedup" not in reused:  # new curated files: shards made from the old ones are stale
+            _remove_file(storage.join(out, *STAGE_MARKERS["tokenize"]), opts)
+            reused = [name for name in reused if name != "tokenize"]
         t0 = time.time()
         stages["dedup"] = run_dedup(cfg, out, doc_files)
         stage_seconds["dedup"] = time.time() - t0
@@ -132,6 +148,10 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         stages["tokenize"] = run_tokenize(cfg, out, curated_files)
         stage_seconds["tokenize"] = time.time() - t0
     totals.check()
+    resume: dict[str, Any] = {"stages_reused": [name for name in reused if name in stages],
+                              "temporaries_removed": remove_temporaries(out, opts)}
+    if annotate_tasks_run is not None:
+        resume.update(annotate_tasks_run=annotate_tasks_run, annotate_inputs_reused=n_inputs - annotate_tasks_run)
 
     summary = {
         "name": cfg.run.name,
@@ -139,9 +159,9 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         "config_hash": cfg.hash(),
         "inputs": n_inputs,
         "totals": totals.to_json(),
-        "files": [{k: s[k] for k in ("input", "stem", "status", "records", "kept", "removed", "errors")}
-                  for s in file_stats],
+        "files": file_rows,
         "stages": stages,
+        "resume": resume,
         "stage_seconds": {k: round(v, 3) for k, v in stage_seconds.items()},
         "wall_seconds": round(time.time() - started, 3),
     }
@@ -150,6 +170,55 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
     if report_path:
         summary["report"] = report_path
     return summary
+
+
+def stage_done(cfg: SieveConfig, name: str) -> bool:
+    """Whether global stage `name` left its final marker with this config's hash."""
+    path, opts = storage.join(cfg.output.path, *STAGE_MARKERS[name]), cfg.input.storage_options
+    return storage.exists(path, opts) and storage.read_json(path, opts).get("config_hash") == cfg.hash()
+
+
+def invalidate_stale_stages(cfg: SieveConfig, file_rows: list[dict[str, Any]]) -> None:
+    """Delete the global stages' markers unless they were made from these annotated inputs.
+
+    The stages check only the config hash; but a rerun may have completed an input that failed
+    before (its documents must reach curated/ and tokens/). `annotated.json` records the inputs'
+    outcomes the markers were made from; it is rewritten only after stale markers are gone, so a
+    driver killed at any point leaves markers that match it.
+    """
+    out, opts = cfg.output.path, cfg.input.storage_options
+    state_path = storage.join(out, "annotated.json")
+    blob = json.dumps(file_rows, sort_keys=True, separators=(",", ":")).encode()
+    state = {"config_hash": cfg.hash(), "inputs": len(file_rows), "outcomes_sha256": hashlib.sha256(blob).hexdigest()}
+    if storage.exists(state_path, opts) and storage.read_json(state_path, opts) == state:
+        return
+    for parts in STAGE_MARKERS.values():
+        _remove_file(storage.join(out, *parts), opts)
+    storage.atomic_write_json(state_path, state, opts)
+
+
+def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Delete the `.tmp-*` files that tasks or drivers killed mid-write left (readers globbing
+    `*.parquet` would choke on them); called when no task of this run is writing any more."""
+    fs, root = storage.fs_and_path(out, storage_options)
+    fs.invalidate_cache(root)
+    leftovers = [p for p in fs.find(root) if p.rsplit("/", 1)[-1].startswith(".tmp-")]
+    for path in leftovers:
+        fs.rm_file(path)
+    return len(leftovers)
+
+
+def _fresh_listing(path: str, suffix: str, storage_options: dict[str, Any] | None = None) -> set[str]:
+    """`storage.listdir` without fsspec's cached listing (s3fs caches it; tasks wrote since)."""
+    fs, p = storage.fs_and_path(path, storage_options)
+    fs.invalidate_cache(p)
+    return set(storage.listdir(path, suffix, storage_options))
+
+
+def _remove_file(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    fs, p = storage.fs_and_path(path, storage_options)
+    if fs.exists(p):
+        fs.rm_file(p)
 
 
 def write_report(cfg: SieveConfig, summary: dict[str, Any]) -> str | None:
@@ -196,23 +265,32 @@ def init_ray(cfg: SieveConfig) -> Any:
     return ray
 
 
-def run_annotate(cfg: SieveConfig, inputs: list[str]) -> list[dict[str, Any]]:
-    """One Ray task per input not yet done; returns the stats of every input (done before or now)."""
+def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """One Ray task per input not yet done; returns the stats of every input (done before or now)
+    and the number of tasks run.
+
+    An input is done when its completion marker `stats/<stem>.json` (written last by the task)
+    holds this config's hash and status "ok", and its documents file exists. A "failed" input
+    (could not be opened or read to the end, e.g. a server that kept answering 503) is redone: the
+    cause may have been transient.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     out, opts = cfg.output.path, cfg.input.storage_options
     stems = unique_stems(inputs)
-    results: dict[str, dict[str, Any]] = {}
-    todo = []
-    for path in inputs:
-        done = storage.join(out, "stats", f"{stems[path]}.json")
-        if storage.exists(done, opts):
-            stats = storage.read_json(done, opts)
-            if stats.get("config_hash") == cfg.hash() and stats.get("input") == path:
-                results[path] = stats
-                continue
-        todo.append(path)
+    markers = _fresh_listing(storage.join(out, "stats"), ".json", opts)
+    documents = _fresh_listing(storage.join(out, "documents"), ".parquet", opts)
+    candidates = [p for p in inputs if storage.join(out, "stats", f"{stems[p]}.json") in markers
+                  and storage.join(out, "documents", f"{stems[p]}.parquet") in documents]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # thousands of small reads on object storage
+        stored = dict(zip(candidates, pool.map(
+            lambda p: storage.read_json(storage.join(out, "stats", f"{stems[p]}.json"), opts), candidates)))
+    results = {path: stats for path, stats in stored.items()
+               if stats.get("config_hash") == cfg.hash() and stats.get("input") == path and stats.get("status") == "ok"}
+    todo = [p for p in inputs if p not in results]
     if todo:
         results.update(_run_annotate_tasks(cfg, todo, stems))
-    return [results[p] for p in inputs]
+    return [results[p] for p in inputs], len(todo)
 
 
 def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]) -> dict[str, dict[str, Any]]:

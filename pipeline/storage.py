@@ -21,7 +21,12 @@ COMPRESSION = "zstd"
 
 
 def fs_and_path(path: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and its path for `path`. For remote stores the cached listing of the path is
+    dropped first: other processes (Ray workers) write these files, and s3fs would otherwise
+    answer from a stale listing, or refuse to read a file replaced since (FileExpired)."""
     fs, _, paths = fsspec.get_fs_token_paths(path, storage_options=storage_options or {})
+    if is_remote(path):
+        fs.invalidate_cache(paths[0])
     return fs, paths[0]
 
 

@@ -86,13 +86,14 @@ def test_remote_log_is_buffered_then_appended():
 
 def test_damaged_real_warc_logs_every_error_with_offset(shared_data, tmp_path):
     from pipeline.annotate import process_warc
-    from tests.damaged import damage
+    from pipeline.damage import damage_variants
 
     source = shared_data / "warc/commoncrawl/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz"
-    path = str(next(p for p in damage(source, tmp_path / "gen", seed=1) if "bitflips-1" in p.name))
+    (flipped,) = damage_variants(source, tmp_path / "gen", seed=1, kinds=("bitflips",))
+    path = str(flipped.path)
     out = str(tmp_path / "out")
     stats = process_warc(path, "flipped", _cfg(out), out)
-    assert sum(stats["errors"].values()) >= 2
+    assert stats["errors"].get("read_error") == flipped.damaged_regions >= 2
     task_log = [e for e in _lines(tmp_path / "out/logs/tasks/flipped.jsonl") if e.get("reason")]
     error_log = _lines(tmp_path / "out/logs/flipped.jsonl")
     assert sorted((e["reason"], e["offset"]) for e in task_log) == sorted((e["reason"], e["offset"]) for e in error_log)
