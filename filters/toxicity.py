@@ -1,7 +1,7 @@
 """fastText NSFW and hate/offensive-speech classifiers.
 
 Defaults are Sieve's own models (cards: filters/models/sieve-nsfw.md, sieve-hate.md); Dolma's
-Jigsaw models (`dolma-jigsaw-nsfw`, `dolma-jigsaw-hate`) can be named instead.
+Jigsaw models (`dolma-jigsaw-nsfw`, `dolma-jigsaw-hate`) or any fastText file can be named instead.
 """
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.models import load_fasttext, predict_probability
-from filters.train import prepare_text
+from filters.models import ModelError, load_fasttext, predict_probability, prepare_text
 
 NSFW_MODEL = "sieve-nsfw"
 HATE_MODEL = "sieve-hate"
@@ -27,10 +26,12 @@ def _probability(text: str, model: str, positive: str, max_chars: int) -> float:
 
 
 def nsfw_score(text: str, *, model: str = NSFW_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
+    """P("nsfw") of `text` (0.0 for text without words)."""
     return _probability(text, model, "nsfw", max_chars)
 
 
 def hate_score(text: str, *, model: str = HATE_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
+    """P("toxic") of `text` (0.0 for text without words)."""
     return _probability(text, model, "toxic", max_chars)
 
 
@@ -49,13 +50,14 @@ def classify_toxic_speech(text: str, *, model: str = HATE_MODEL, max_chars: int 
 class ToxicityParams(FilterParams):
     nsfw_model: str = NSFW_MODEL
     hate_model: str = HATE_MODEL
-    max_nsfw: float = 0.5
-    max_hate: float = 0.5
+    max_nsfw: float = 0.5  # remove documents with P(nsfw) > max_nsfw
+    max_hate: float = 0.5  # remove documents with P(toxic) > max_hate
     max_chars: int = DEFAULT_MAX_CHARS
 
 
 class ToxicityFilter(DocFilter):
-    """Signals `nsfw_score`, `hate_score`; removes documents above `max_nsfw` / `max_hate`."""
+    """Signals `nsfw_score`, `hate_score`; removes documents above `max_nsfw` ("toxicity:nsfw") or
+    `max_hate` ("toxicity:hate"), NSFW checked first."""
 
     name = "toxicity"
     Params = ToxicityParams
@@ -65,8 +67,11 @@ class ToxicityFilter(DocFilter):
 
     def annotate(self, doc: Document) -> None:
         p = self.params
-        doc.signals["nsfw_score"] = nsfw_score(doc.text, model=p.nsfw_model, max_chars=p.max_chars)
-        doc.signals["hate_score"] = hate_score(doc.text, model=p.hate_model, max_chars=p.max_chars)
+        for key, score, model in (("nsfw", nsfw_score, p.nsfw_model), ("hate", hate_score, p.hate_model)):
+            try:
+                doc.signals[f"{key}_score"] = score(doc.text, model=model, max_chars=p.max_chars)
+            except ModelError as exc:
+                raise ModelError(f"filters.toxicity.{key}_model: {exc}") from exc
 
     def decide(self, signals: Mapping[str, Any]) -> str | None:
         if signals["nsfw_score"] > self.params.max_nsfw:

@@ -1,60 +1,99 @@
 """Train Sieve's fastText classifiers (the CS336 recipe), report held-out metrics, write a model.
 
-    python -m filters.train quality --positive wiki.txt --negative cc.jsonl.gz --out my-quality.ftz
-    python -m filters.train toxicity --positive labeled.csv --positive-where class=0,1 \\
-        --negative labeled.csv --negative-where class=2 --text-field tweet --out hate.ftz
+    python -m filters.train quality --positive wiki.txt --wikitext --negative cc.jsonl.gz --out my-quality.ftz
+    python -m filters.train toxicity --text-field tweet --chunk-words 0 \\
+        --positive labeled.csv --positive-where class=0,1 \\
+        --negative labeled.csv --negative-where class=2 --out hate.ftz
     python -m filters.train nsfw --corpus cc.jsonl.gz --wordlist ldnoobw_en.txt --out nsfw.ftz
     python -m filters.train binary --pos-label yes --neg-label no --positive a.txt --negative b.txt --out m.ftz
 
-Inputs: text files (a document per blank-line-separated paragraph, or per line with --unit line),
-JSONL (.gz/.zst) and Parquet with a text field, CSV with a text column, WARC files (HTML responses,
-extracted with filters.extract). Documents are cut into chunks of about --chunk-words words on
-both sides so the model cannot learn document length, normalized by `prepare_text` (the same
-function the filters apply before predicting), split into train / held-out with --seed, trained,
-quantized, and evaluated on the held-out part: AUC, accuracy, precision and recall at 0.5.
-The model path can then be named in the config (e.g. filters.quality.model).
+Inputs (the format follows the file name; .gz and .zst are decompressed):
+  text (.txt or anything else)  a document per blank-line-separated paragraph (--unit paragraph,
+                                the default: web text and WikiText keep their paragraphs
+                                together), per line (--unit line: one tweet or sentence a line)
+                                or per file (--unit file); --wikitext reads WikiText-2 instead:
+                                a document per article, tokenization (@-@, <unk>) and heading
+                                markup (= = Title = =) undone.
+  JSONL (.jsonl), JSON (.json: one document per file), CSV (.csv), Parquet (.parquet)
+                                the first non-empty field of --text-field (dotted for nested);
+                                --positive-where / --negative-where keep rows with COLUMN=V1,V2.
+  WARC (.warc, .warc.gz)        HTML responses, main text by filters.extract.html_to_text.
+Relative paths (and glob patterns such as 'dir/*.json', quoted) are read under --data-root, so a
+recipe runs unchanged on another machine.
+
+Documents are cut into pieces of about --chunk-words words (on both sides, so document length is
+no cue), normalized by `prepare_text` (the function the filters apply before predicting: case,
+punctuation spacing and quote styles of a corpus cannot be learned), deduplicated, sampled to
+--max-per-class, then split into train / held-out *by source document* (--seed): pieces of one
+document never sit on both sides, so the held-out numbers are not inflated by near-copies. The
+model is trained (single thread: reproducible), quantized, and evaluated on the held-out part:
+AUC, accuracy, precision and recall at --threshold. The metrics and the recipe go to
+<out>.metrics.json beside the model; name the model path in the config (e.g. filters.quality.model).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import gzip
+import html
 import io
 import json
 import random
 import re
 import sys
 import tempfile
-from functools import lru_cache
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-_PUNCT = re.compile(r"([.,!?;:()\[\]{}\"'“”‘’«»…—–])")
-_SPACE = re.compile(r"\s+")
-_WIKITEXT = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" <unk>", ""), ("<unk> ", ""))
+from filters.models import prepare_text, sha256_of
 
+# ---------------------------------------------------------------- WikiText and chunking
 
-@lru_cache(maxsize=8)
-def prepare_text(text: str, max_chars: int | None = None) -> str:
-    """One lowercase line with punctuation split off words: what the models see, in training and
-    at prediction time alike (so spacing conventions of a corpus cannot be learned as quality).
-    Cached for the last few texts: the quality, NSFW and hate models all read the same document."""
-    if max_chars is not None:
-        text = text[:max_chars]
-    return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text.lower())).strip()
+_WIKITEXT_TOKENS = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" <unk>", ""), ("<unk> ", ""), ("<unk>", ""))
+_WIKITEXT_ARTICLE = re.compile(r"^ = [^=].* = $")
+_WIKITEXT_HEADING = re.compile(r"^ (=(?: =)*) (.*?) \1 ?$")
 
 
 def detokenize_wikitext(text: str) -> str:
-    """Undo WikiText's tokenization artefacts (@-@, <unk>) before normalization."""
-    for old, new in _WIKITEXT:
+    """Undo WikiText's tokenization artefacts (@-@, @,@, @.@, <unk>)."""
+    for old, new in _WIKITEXT_TOKENS:
         text = text.replace(old, new)
     return text
 
 
+def wikitext_articles(content: str) -> Iterator[str]:
+    """WikiText-2 articles, one paragraph a line; headings keep their words, lose the '= =' markup."""
+    lines: list[str] = []
+    for raw in content.split("\n"):
+        if _WIKITEXT_ARTICLE.match(raw) and lines:
+            yield "\n".join(lines)
+            lines = []
+        heading = _WIKITEXT_HEADING.match(raw)
+        line = detokenize_wikitext(heading.group(2) if heading else raw).strip()
+        if line:
+            lines.append(line)
+    if lines:
+        yield "\n".join(lines)
+
+
+_TWEET_NOISE = re.compile(r"https?://\S+|(?<!\w)@\w+:?|(?<!\w)RT(?!\w)")
+
+
+def clean_tweet(text: str) -> str:
+    """A tweet's words without Twitter furniture (RT, @mentions, links; '#' kept off hashtags) and
+    with HTML entities decoded: the furniture is unevenly spread over Davidson's classes (links in
+    23% of 'neither' tweets, 10% of toxic ones) and absent from web text, so it must not be learned."""
+    text = _TWEET_NOISE.sub(" ", html.unescape(html.unescape(text)))
+    return re.sub(r"(?<!\w)#(\w)", r"\1", text).strip()
+
+
 def chunk_words(text: str, size: int) -> list[str]:
-    """Pieces of about `size` words, cut at line boundaries (a shorter document is one piece)."""
+    """Pieces of about `size` words cut at line boundaries (a shorter document is one piece; a
+    short tail joins the previous piece)."""
     chunks, current, count = [], [], 0
     for line in text.split("\n"):
         words = line.split()
@@ -65,7 +104,7 @@ def chunk_words(text: str, size: int) -> list[str]:
         if count >= size:
             chunks.append("\n".join(current))
             current, count = [], 0
-    if current:  # a short tail joins the previous piece; a short document stays whole
+    if current:
         if chunks and count < size // 4:
             chunks[-1] += "\n" + "\n".join(current)
         else:
@@ -76,18 +115,18 @@ def chunk_words(text: str, size: int) -> list[str]:
 # ---------------------------------------------------------------- readers
 
 def _open_text(path: Path) -> io.TextIOBase:
-    name = path.name
+    name = path.name.lower()
     if name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path), encoding="utf-8", errors="replace")
     if name.endswith(".zst"):
         import zstandard
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")),
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
                                 encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")
 
 
-def _field(row: dict, dotted: str):
+def _field(row: Any, dotted: str) -> Any:
     """row["a"]["b"] for "a.b" (None when absent)."""
     value = row
     for part in dotted.split("."):
@@ -101,225 +140,471 @@ def _where_ok(row: dict, where: dict[str, set[str]]) -> bool:
     return all(str(_field(row, k)) in values for k, values in where.items())
 
 
-def _text_of(row: dict, text_fields: list[str]) -> str | None:
-    return next((_field(row, f) for f in text_fields if _field(row, f)), None)
+def _text_of(row: Any, text_fields: list[str]) -> str | None:
+    for name in text_fields:
+        value = _field(row, name)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+@dataclass
+class ReadStats:
+    """Records read and skipped per reason (bad input is counted, never fatal for the whole run)."""
+
+    documents: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def skip(self, reason: str, where: str) -> None:
+        if not self.skipped[reason]:
+            print(f"[train] skipping {reason}: first at {where}", file=sys.stderr)
+        self.skipped[reason] += 1
 
 
 def read_documents(path: str | Path, *, text_fields: list[str], unit: str = "paragraph",
-                   where: dict[str, set[str]] | None = None, wikitext: bool = False) -> Iterator[str]:
-    """Documents of one input file (see the module docstring for formats)."""
-    path, where = Path(path), where or {}
+                   where: dict[str, set[str]] | None = None, wikitext: bool = False,
+                   stats: ReadStats | None = None) -> Iterator[str]:
+    """Documents of one input file (formats: see the module docstring)."""
+    path, where, stats = Path(path), where or {}, stats if stats is not None else ReadStats()
     name = path.name.lower()
-    if ".warc" in name or name.endswith(".arc.gz"):
-        yield from _warc_documents(path)
-        return
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+    if ".warc" in name:
+        docs = _warc_documents(path, stats)
+    elif name.endswith(".parquet"):
+        docs = _parquet_documents(path, text_fields, where)
+    elif name.endswith(".json"):
+        docs = _json_document(path, text_fields, where, stats)
+    elif ".jsonl" in name:
+        docs = _jsonl_documents(path, text_fields, where, stats)
+    elif ".csv" in name:
+        docs = _csv_documents(path, text_fields, where)
+    else:
+        docs = _text_documents(path, unit, wikitext)
+    for doc in docs:
+        stats.documents += 1
+        yield doc
 
-        table = pq.read_table(path)
-        field = next((f for f in text_fields if f in table.column_names), None)
-        if field is None:
-            raise ValueError(f"{path}: none of the text fields {text_fields} is a column")
-        rows = table.to_pylist()
-        yield from (r[field] for r in rows if r.get(field) and _where_ok(r, where))
-        return
+
+def _text_documents(path: Path, unit: str, wikitext: bool) -> Iterator[str]:
     with _open_text(path) as fh:
-        if name.endswith(".json"):  # one document per file (e.g. WCXB ground truth)
+        content = fh.read()
+    if wikitext:
+        yield from wikitext_articles(content)
+        return
+    parts = {"line": content.split("\n"), "file": [content]}.get(unit) or re.split(r"\n\s*\n", content)
+    yield from (p.strip() for p in parts if p.strip())
+
+
+def _json_document(path: Path, text_fields: list[str], where: dict, stats: ReadStats) -> Iterator[str]:
+    with _open_text(path) as fh:
+        try:
             row = json.load(fh)
+        except json.JSONDecodeError as exc:
+            stats.skip("invalid JSON", f"{path}: {exc}")
+            return
+    text = _text_of(row, text_fields)
+    if text and _where_ok(row, where):
+        yield text
+
+
+def _jsonl_documents(path: Path, text_fields: list[str], where: dict, stats: ReadStats) -> Iterator[str]:
+    with _open_text(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                stats.skip("invalid JSON line", f"{path}:{line_no}: {exc}")
+                continue
             text = _text_of(row, text_fields)
             if text and _where_ok(row, where):
                 yield text
-        elif ".jsonl" in name:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: not JSON: {exc}") from None
-                text = _text_of(row, text_fields)
-                if text and _where_ok(row, where):
-                    yield text
-        elif name.endswith(".csv") or ".csv." in name:
-            for row in csv.DictReader(fh):
-                text = _text_of(row, text_fields)
-                if text and _where_ok(row, where):
-                    yield text
-        else:
-            content = fh.read()
-            if wikitext:
-                content = detokenize_wikitext(content)
-            parts = content.split("\n") if unit == "line" else re.split(r"\n\s*\n", content)
-            yield from (p.strip() for p in parts if p.strip())
 
 
-def _warc_documents(path: Path) -> Iterator[str]:
-    from fastwarc.warc import ArchiveIterator
+def _csv_documents(path: Path, text_fields: list[str], where: dict) -> Iterator[str]:
+    with _open_text(path) as fh:
+        for row in csv.DictReader(fh):
+            text = _text_of(row, text_fields)
+            if text and _where_ok(row, where):
+                yield text
+
+
+def _parquet_documents(path: Path, text_fields: list[str], where: dict) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    text_column = next((f for f in text_fields if f in names), None)
+    if text_column is None:
+        raise ValueError(f"{path}: none of the text fields {text_fields} (--text-field) is a column of {names}")
+    columns = [text_column] + [k for k in where if k != text_column]
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        for row in batch.to_pylist():
+            text = row[text_column]
+            if isinstance(text, str) and text.strip() and _where_ok(row, where):
+                yield text
+
+
+def _warc_documents(path: Path, stats: ReadStats) -> Iterator[str]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     from filters.extract import html_to_text
 
     with open(path, "rb") as fh:
-        for rec in ArchiveIterator(fh, parse_http=True, auto_decode="all"):
-            if str(rec.record_type) == "response" and "html" in (rec.http_content_type or ""):
-                text = html_to_text(rec.reader.read(), encoding=rec.http_charset)
-                if text:
-                    yield text
+        records = ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True, auto_decode="all")
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - a damaged WARC ends this file, not the run
+                stats.skip("unreadable WARC data", f"{path}: {exc}")
+                return
+            if "html" not in (rec.http_content_type or "").lower():
+                continue
+            text = html_to_text(rec.reader.read(), encoding=rec.http_charset)
+            if text:
+                yield text
 
 
-# ---------------------------------------------------------------- training and metrics
+# ---------------------------------------------------------------- dataset, training, metrics
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (probability a positive outranks a negative; ties count half)."""
+@dataclass(frozen=True)
+class Example:
+    """One training piece: its label, normalized text, the document it came from (`group`) and the
+    input argument that named that document's file (`source`, e.g. a glob pattern)."""
+
+    label: str
+    text: str
+    group: str
+    source: str = ""
+
+
+def make_examples(docs: list[tuple[str, str, str]], label: str, chunk: int, max_chars: int,
+                  max_pieces: int = 0, seed: int = 0) -> list[Example]:
+    """Pieces of (source, group, document) triples, normalized; empty pieces dropped. With
+    `max_pieces`, a seeded sample of at most that many pieces per document, so that a few very
+    long pages cannot dominate the training data or the held-out numbers."""
+    out = []
+    for source, group, doc in docs:
+        pieces = chunk_words(doc, chunk) if chunk else [doc]
+        if max_pieces and len(pieces) > max_pieces:
+            keep = sorted(random.Random(f"{seed}:{group}").sample(range(len(pieces)), max_pieces))
+            pieces = [pieces[i] for i in keep]
+        for piece in pieces:
+            text = prepare_text(piece, max_chars)
+            if text:
+                out.append(Example(label, text, group, source))
+    return out
+
+
+def dedupe(examples: list[Example]) -> list[Example]:
+    """First example of each normalized text (a copy would sit on both sides of the split)."""
+    seen: set[str] = set()
+    out = []
+    for ex in examples:
+        if ex.text not in seen:
+            seen.add(ex.text)
+            out.append(ex)
+    return out
+
+
+def split_by_group(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): whole source documents go to one side, in seeded random order, until each
+    stratum holds about `fraction` of its examples out. A stratum is (label, input source) of the
+    document's majority label, so every input (WikiText, CC, ...) is represented in the held-out
+    part in proportion, and pieces of one document never sit on both sides."""
+    by_group: dict[str, list[Example]] = {}
+    for ex in examples:
+        by_group.setdefault(ex.group, []).append(ex)
+
+    def stratum(members: list[Example]) -> tuple[str, str]:
+        label = Counter(ex.label for ex in members).most_common(1)[0][0]
+        return label, members[0].source
+
+    totals = Counter(stratum(members) for members in by_group.values() for _ in members)
+    held_counts: Counter = Counter()
+    groups = sorted(by_group)
+    random.Random(seed).shuffle(groups)
+    train, held = [], []
+    for group in groups:
+        members, key = by_group[group], stratum(by_group[group])
+        if held_counts[key] < fraction * totals[key]:
+            held.extend(members)
+            held_counts[key] += len(members)
+        else:
+            train.extend(members)
+    return train, held
+
+
+def roc_auc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve: P(a positive outranks a negative), ties counting half."""
+    from scipy.stats import rankdata
+
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
-    pos, neg = labels.sum(), (~labels).sum()
+    pos, neg = int(labels.sum()), int((~labels).sum())
     if pos == 0 or neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i: j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks = rankdata(scores)
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
-    shuffled = list(items)
-    random.Random(seed).shuffle(shuffled)
-    cut = int(len(shuffled) * fraction)
-    return shuffled[cut:], shuffled[:cut]
+def binary_metrics(scores: Any, truth: Any, threshold: float) -> dict[str, Any]:
+    """AUC, and accuracy / precision / recall of `score >= threshold` (rounded for the card)."""
+    scores, truth = np.asarray(scores, dtype=float), np.asarray(truth, dtype=bool)
+    predicted = scores >= threshold
+    tp = int(np.sum(predicted & truth))
+    return {
+        "auc": round(roc_auc(scores, truth), 4),
+        "threshold": threshold,
+        "accuracy": round(float(np.mean(predicted == truth)), 4) if len(truth) else None,
+        "precision": round(tp / int(predicted.sum()), 4) if predicted.any() else None,
+        "recall": round(tp / int(truth.sum()), 4) if truth.any() else None,
+    }
 
 
-def train_binary(positives: list[str], negatives: list[str], pos_label: str, neg_label: str, out: str | Path, *,
-                 seed: int = 0, holdout: float = 0.1, epoch: int = 10, lr: float = 0.5, dim: int = 64,
-                 word_ngrams: int = 2, min_count: int = 2, quantize: bool = True,
-                 max_chars: int = 20_000) -> dict:
-    """Train, quantize, evaluate on the held-out split; returns the metrics (also beside the model)."""
+def positive_probability(model: Any, text: str, pos_label: str) -> float:
+    """P(pos_label) from all labels' probabilities (k=-1), whatever order fastText returns them in."""
+    labels, probs = model.predict(text, k=-1)
+    return next((min(float(p), 1.0) for lab, p in zip(labels, probs) if lab == f"__label__{pos_label}"), 0.0)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """fastText hyperparameters of a training run (recorded in the metrics and the card)."""
+
+    epoch: int = 10
+    lr: float = 0.5
+    dim: int = 64
+    word_ngrams: int = 2
+    min_count: int = 2
+    bucket: int = 200_000
+    quantize: bool = True
+    cutoff: int = 20_000
+    seed: int = 0
+
+
+def train_fasttext(train: list[Example], out: Path, hyper: Hyper) -> Any:
+    """Train (one thread: same data and seed give the same model), quantize, save to `out`."""
     import fasttext
 
-    labelled = [(pos_label, prepare_text(t, max_chars)) for t in positives] + \
-               [(neg_label, prepare_text(t, max_chars)) for t in negatives]
-    labelled = [(label, text) for label, text in labelled if text]
-    train, held = split_holdout(labelled, holdout, seed)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         train_path = Path(tmp) / "train.txt"
-        train_path.write_text("".join(f"__label__{label} {text}\n" for label, text in train), encoding="utf-8")
-        model = fasttext.train_supervised(input=str(train_path), epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams,
-                                          minCount=min_count, bucket=200_000, thread=1, seed=seed, verbose=0)
-        if quantize:
-            model.quantize(input=str(train_path), qnorm=True, retrain=True, cutoff=20_000, thread=1, verbose=0)
+        train_path.write_text("".join(f"__label__{ex.label} {ex.text}\n" for ex in train), encoding="utf-8")
+        model = fasttext.train_supervised(input=str(train_path), epoch=hyper.epoch, lr=hyper.lr, dim=hyper.dim,
+                                          wordNgrams=hyper.word_ngrams, minCount=hyper.min_count,
+                                          bucket=hyper.bucket, thread=1, seed=hyper.seed, verbose=0)
+        if hyper.quantize:
+            model.quantize(input=str(train_path), qnorm=True, retrain=True, cutoff=hyper.cutoff, thread=1, verbose=0)
         model.save_model(str(out))
-    scores = np.array([_positive_probability(model, text, pos_label) for _, text in held])
-    truth = np.array([label == pos_label for label, _ in held])
-    predicted = scores >= 0.5
-    tp = int(np.sum(predicted & truth))
-    metrics = {
-        "labels": {"positive": pos_label, "negative": neg_label},
-        "train_examples": {pos_label: sum(lab == pos_label for lab, _ in train), neg_label: sum(lab == neg_label for lab, _ in train)},
-        "heldout_examples": {pos_label: int(truth.sum()), neg_label: int((~truth).sum())},
-        "auc": round(roc_auc(scores, truth), 4),
-        "accuracy": round(float(np.mean(predicted == truth)), 4) if len(held) else None,
-        "precision_at_0.5": round(tp / max(1, int(predicted.sum())), 4),
-        "recall_at_0.5": round(tp / max(1, int(truth.sum())), 4),
-        "hyperparameters": {"epoch": epoch, "lr": lr, "dim": dim, "wordNgrams": word_ngrams, "minCount": min_count,
-                            "quantized": quantize, "quantize_cutoff": 20_000, "seed": seed, "holdout": holdout, "max_chars": max_chars},
-        "model_bytes": out.stat().st_size,
-    }
-    out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return model
 
 
-def _positive_probability(model, text: str, pos_label: str) -> float:
-    labels, probs = model.predict(text, k=-1)
-    return next((float(p) for lab, p in zip(labels, probs) if lab == f"__label__{pos_label}"), 0.0)
+def evaluate(model: Any, held: list[Example], pos_label: str, threshold: float) -> dict[str, Any]:
+    scores = [positive_probability(model, ex.text, pos_label) for ex in held]
+    return binary_metrics(scores, [ex.label == pos_label for ex in held], threshold)
 
 
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- the recipe (CLI)
+
+DEFAULT_LABELS = {"quality": ("high", "low"), "toxicity": ("toxic", "non-toxic"), "nsfw": ("nsfw", "non-nsfw")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m filters.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", choices=["quality", "toxicity", "nsfw", "binary"],
+                   help="labels high/low, toxic/non-toxic, nsfw/non-nsfw, or --pos-label/--neg-label")
+    p.add_argument("--data-root", default=".", help="directory that relative input paths are read under")
+    p.add_argument("--positive", nargs="*", default=[], help="files of the positive class")
+    p.add_argument("--negative", nargs="*", default=[], help="files of the negative class")
+    p.add_argument("--corpus", nargs="*", default=[], help="nsfw: files to label weakly with --wordlist")
+    p.add_argument("--wordlist", help="nsfw: one term per line")
+    p.add_argument("--min-hits", type=int, default=2, help="nsfw: distinct list terms that make a piece positive")
+    p.add_argument("--positive-where", help="keep positive rows with COLUMN=V1,V2 (JSON/JSONL/CSV/Parquet)")
+    p.add_argument("--negative-where", help="keep negative rows with COLUMN=V1,V2")
+    p.add_argument("--pos-label", help="binary (or to rename the defaults)")
+    p.add_argument("--neg-label")
+    p.add_argument("--text-field", default="text,t,ground_truth.main_content",
+                   help="comma-separated text fields of JSON/JSONL/CSV/Parquet (dotted for nested), first non-empty wins")
+    p.add_argument("--unit", choices=["paragraph", "line", "file"], default="paragraph",
+                   help="text files: a document per blank-line-separated paragraph, per line, or per file")
+    p.add_argument("--wikitext", action="store_true", help="text files are WikiText: a document per article, tokens undone")
+    p.add_argument("--tweets", action="store_true", help="documents are tweets: drop RT, @mentions, links, '#'; decode entities")
+    p.add_argument("--chunk-words", type=int, default=200, help="cut documents into pieces of about N words (0: whole)")
+    p.add_argument("--max-pieces-per-doc", type=int, default=0, help="seeded sample of at most N pieces per document (0: all)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters of a piece the model sees")
+    p.add_argument("--max-per-class", type=int, help="seeded sample of at most N pieces per label")
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction of pieces held out (by source document)")
+    p.add_argument("--threshold", type=float, default=0.5, help="P(positive) threshold of the reported precision/recall")
+    p.add_argument("--seed", type=int, default=0, help="sampling, split and fastText seed")
+    p.add_argument("--epoch", type=int, default=Hyper.epoch)
+    p.add_argument("--lr", type=float, default=Hyper.lr)
+    p.add_argument("--dim", type=int, default=Hyper.dim)
+    p.add_argument("--word-ngrams", type=int, default=Hyper.word_ngrams)
+    p.add_argument("--min-count", type=int, default=Hyper.min_count)
+    p.add_argument("--bucket", type=int, default=Hyper.bucket)
+    p.add_argument("--cutoff", type=int, default=Hyper.cutoff, help="words+ngrams kept by quantization")
+    p.add_argument("--no-quantize", action="store_true", help="write a full .bin model")
+    p.add_argument("--out", required=True, help="model file to write (.ftz when quantized)")
+    return p
+
+
+@dataclass
+class Dataset:
+    """A recipe's examples after sampling, split by source document."""
+
+    pos_label: str
+    neg_label: str
+    train: list[Example]
+    held: list[Example]
+    read: ReadStats
+    duplicates: int
+
 
 def _parse_where(spec: str | None) -> dict[str, set[str]]:
     if not spec:
         return {}
-    key, _, values = spec.partition("=")
+    key, sep, values = spec.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--*-where {spec!r}: expected COLUMN=V1,V2")
     return {key: set(values.split(","))}
 
 
-def _gather(paths: list[str], args: argparse.Namespace, where: str | None) -> list[str]:
+def _documents(role: str, paths: list[str], args: argparse.Namespace, where: str | None,
+               stats: ReadStats) -> list[tuple[str, str, str]]:
+    """(source, group id, text) of every document of `paths`: the source is the argument naming
+    the file, the group id names the role (one file may give positives and negatives through
+    different --*-where filters), the file (relative to --data-root, so the split does not depend
+    on where the data lives) and the document's position among those read."""
     docs = []
-    for path in paths:
-        for doc in read_documents(path, text_fields=args.text_field.split(","), unit=args.unit,
-                                  where=_parse_where(where), wikitext=args.wikitext or "wikitext" in path.lower()):
-            docs.extend(chunk_words(doc, args.chunk_words) if args.chunk_words else [doc])
+    root = Path(args.data_root)
+    for source in paths:
+        for path in _expand(source, root):
+            name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+            for i, doc in enumerate(read_documents(path, text_fields=args.text_field.split(","), unit=args.unit,
+                                                   where=_parse_where(where), wikitext=args.wikitext, stats=stats)):
+                docs.append((source, f"{role}:{name}#{i}", clean_tweet(doc) if args.tweets else doc))
     return docs
 
 
-def label_by_wordlist(docs: list[str], wordlist: str, min_hits: int) -> tuple[list[str], list[str]]:
-    """Weak labels: documents with >= min_hits distinct list terms vs documents with none."""
-    terms = [t.strip().lower() for t in Path(wordlist).read_text().splitlines() if t.strip()]
-    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b")
-    positive, negative = [], []
-    for doc in docs:
-        hits = set(pattern.findall(doc.lower()))
-        if len(hits) >= min_hits:
-            positive.append(doc)
-        elif not hits:
-            negative.append(doc)
-    return positive, negative
+def _expand(name: str, root: Path) -> list[Path]:
+    """Files of one input argument: the name under `root` (absolute names as they are), or the
+    sorted matches of a glob pattern."""
+    if any(c in name for c in "*?["):
+        matches = sorted(p for p in root.glob(name) if p.is_file())
+        if not matches:
+            raise FileNotFoundError(f"input pattern {name!r} matches no file under {root}")
+        return matches
+    if not (root / name).is_file():
+        raise FileNotFoundError(f"input {root / name} (from {name!r}) not found")
+    return [root / name]
+
+
+def wordlist_pattern(wordlist: Path) -> re.Pattern:
+    """Whole-word alternation of a list's terms (longest first), normalized like the texts it reads."""
+    terms = {prepare_text(t) for t in wordlist.read_text(encoding="utf-8").splitlines() if t.strip()}
+    return re.compile(r"\b(" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b")
+
+
+def label_by_wordlist(examples: list[Example], pattern: re.Pattern, min_hits: int,
+                      pos_label: str, neg_label: str) -> list[Example]:
+    """Weak labels: pieces with >= min_hits distinct list terms are positive, with none negative;
+    pieces in between are left out (too ambiguous to label either way)."""
+    out = []
+    for ex in examples:
+        hits = len(set(pattern.findall(ex.text)))
+        if hits >= min_hits:
+            out.append(Example(pos_label, ex.text, ex.group, ex.source))
+        elif hits == 0:
+            out.append(Example(neg_label, ex.text, ex.group, ex.source))
+    return out
+
+
+def build_dataset(args: argparse.Namespace) -> Dataset:
+    """Read, chunk, normalize, weakly label (nsfw), dedupe, sample and split, as the recipe says."""
+    pos_label, neg_label = DEFAULT_LABELS.get(args.task, (None, None))
+    pos_label, neg_label = args.pos_label or pos_label, args.neg_label or neg_label
+    if not pos_label or not neg_label:
+        raise ValueError("binary needs --pos-label and --neg-label")
+    stats = ReadStats()
+    cut = {"chunk": args.chunk_words, "max_chars": args.max_chars, "max_pieces": args.max_pieces_per_doc, "seed": args.seed}
+    examples = make_examples(_documents("positive", args.positive, args, args.positive_where, stats), pos_label, **cut)
+    examples += make_examples(_documents("negative", args.negative, args, args.negative_where, stats), neg_label, **cut)
+    if args.corpus:
+        if not args.wordlist:
+            raise ValueError("--corpus needs --wordlist (the weak labels)")
+        unlabelled = make_examples(_documents("corpus", args.corpus, args, None, stats), "", **cut)
+        examples += label_by_wordlist(unlabelled, wordlist_pattern(Path(args.data_root) / args.wordlist),
+                                      args.min_hits, pos_label, neg_label)
+    unique = dedupe(examples)
+    if args.max_per_class:
+        rng = random.Random(args.seed)
+        sampled = []
+        for label in (pos_label, neg_label):
+            members = [ex for ex in unique if ex.label == label]
+            sampled += rng.sample(members, min(len(members), args.max_per_class))
+        unique = sampled
+    counts = Counter(ex.label for ex in unique)
+    if not counts[pos_label] or not counts[neg_label]:
+        raise ValueError(f"need examples of both labels, got {counts[pos_label]} {pos_label!r} "
+                         f"and {counts[neg_label]} {neg_label!r}")
+    train, held = split_by_group(unique, args.holdout, args.seed)
+    return Dataset(pos_label, neg_label, train, held, stats, len(examples) - len(set(ex.text for ex in examples)))
+
+
+def hyper_of(args: argparse.Namespace) -> Hyper:
+    return Hyper(epoch=args.epoch, lr=args.lr, dim=args.dim, word_ngrams=args.word_ngrams, min_count=args.min_count,
+                 bucket=args.bucket, quantize=not args.no_quantize, cutoff=args.cutoff, seed=args.seed)
+
+
+def run_recipe(argv: list[str]) -> dict[str, Any]:
+    """Build the dataset, train, evaluate; write the model and <out>.metrics.json; return the metrics."""
+    args = build_parser().parse_args(argv)
+    data = build_dataset(args)
+    out = Path(args.out)
+    model = train_fasttext(data.train, out, hyper_of(args))
+    count = lambda xs, label: sum(ex.label == label for ex in xs)  # noqa: E731
+    metrics = {
+        "recipe": ["python", "-m", "filters.train", *argv],
+        "labels": {"positive": data.pos_label, "negative": data.neg_label},
+        "documents_read": data.read.documents,
+        "skipped": dict(data.read.skipped),
+        "duplicate_pieces_dropped": data.duplicates,
+        "train_examples": {data.pos_label: count(data.train, data.pos_label), data.neg_label: count(data.train, data.neg_label)},
+        "heldout_examples": {data.pos_label: count(data.held, data.pos_label), data.neg_label: count(data.held, data.neg_label)},
+        "heldout_documents": len({ex.group for ex in data.held}),
+        "split": f"by source document, seed {args.seed}, {args.holdout:.0%} of each label held out",
+        "heldout": evaluate(model, data.held, data.pos_label, args.threshold),
+        "hyperparameters": {**hyper_of(args).__dict__, "chunk_words": args.chunk_words,
+                            "max_pieces_per_doc": args.max_pieces_per_doc, "max_chars": args.max_chars},
+        "model_bytes": out.stat().st_size,
+        "model_sha256": sha256_of(out),
+    }
+    out.with_name(out.stem + ".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def recipe_heldout(metrics_path: Path, data_root: Path) -> tuple[str, list[Example]]:
+    """(positive label, held-out examples) of a trained model, rebuilt from the recipe in its
+    metrics file with inputs read under `data_root` (the benchmark and tests score these)."""
+    recipe = json.loads(Path(metrics_path).read_text())["recipe"][3:]
+    args = build_parser().parse_args(recipe + ["--data-root", str(data_root)])
+    data = build_dataset(args)
+    return data.pos_label, data.held
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m filters.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["quality", "toxicity", "nsfw", "binary"])
-    parser.add_argument("--positive", nargs="*", default=[], help="files of the positive class")
-    parser.add_argument("--negative", nargs="*", default=[], help="files of the negative class")
-    parser.add_argument("--corpus", nargs="*", default=[], help="nsfw: files to label with --wordlist")
-    parser.add_argument("--wordlist", help="nsfw: one term per line")
-    parser.add_argument("--min-hits", type=int, default=2, help="nsfw: distinct terms for a positive")
-    parser.add_argument("--positive-where", help="keep rows with COLUMN=V1,V2 (CSV/JSONL/Parquet)")
-    parser.add_argument("--negative-where")
-    parser.add_argument("--pos-label", default=None)
-    parser.add_argument("--neg-label", default=None)
-    parser.add_argument("--text-field", default="text,t,ground_truth.main_content",
-                        help="text field(s) of JSON/JSONL/CSV/Parquet (dotted for nested), first found wins")
-    parser.add_argument("--unit", choices=["paragraph", "line"], default="paragraph", help="text files: a document per ...")
-    parser.add_argument("--wikitext", action="store_true", help="undo WikiText tokenization (auto for paths with 'wikitext')")
-    parser.add_argument("--chunk-words", type=int, default=200, help="cut documents into pieces of ~N words (0: no)")
-    parser.add_argument("--max-per-class", type=int, default=None, help="cap examples per class (seeded sample)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--holdout", type=float, default=0.1)
-    parser.add_argument("--epoch", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.5)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--word-ngrams", type=int, default=2)
-    parser.add_argument("--no-quantize", action="store_true")
-    parser.add_argument("--out", required=True, help="model file to write (.ftz when quantized)")
-    args = parser.parse_args(argv)
-    default_labels = {"quality": ("high", "low"), "toxicity": ("toxic", "non-toxic"), "nsfw": ("nsfw", "non-nsfw")}
-    pos_label, neg_label = default_labels.get(args.task, (args.pos_label, args.neg_label))
-    if not pos_label or not neg_label:
-        parser.error("binary needs --pos-label and --neg-label")
-    positives = _gather(args.positive, args, args.positive_where)
-    negatives = _gather(args.negative, args, args.negative_where)
-    if args.task == "nsfw":
-        if not args.wordlist:
-            parser.error("nsfw needs --wordlist (weak labels) and --corpus")
-        weak_pos, weak_neg = label_by_wordlist(_gather(args.corpus, args, None), args.wordlist, args.min_hits)
-        positives, negatives = positives + weak_pos, negatives + weak_neg
-    if args.max_per_class:
-        rng = random.Random(args.seed)
-        positives = rng.sample(positives, min(len(positives), args.max_per_class))
-        negatives = rng.sample(negatives, min(len(negatives), args.max_per_class))
-    if not positives or not negatives:
-        parser.error(f"need examples of both classes (got {len(positives)} positive, {len(negatives)} negative)")
-    metrics = train_binary(positives, negatives, pos_label, neg_label, args.out, seed=args.seed, holdout=args.holdout,
-                           epoch=args.epoch, lr=args.lr, dim=args.dim, word_ngrams=args.word_ngrams,
-                           quantize=not args.no_quantize)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        metrics = run_recipe(argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"python -m filters.train: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # fastText diverged ("Encountered NaN")
+        print(f"python -m filters.train: training failed: {exc} (try a lower --lr)", file=sys.stderr)
+        return 1
     print(json.dumps(metrics, indent=2))
     return 0
 

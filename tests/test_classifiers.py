@@ -1,12 +1,12 @@
 """Model registry, quality / NSFW / hate classifiers and the training CLI."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import http.server
 import random
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +15,10 @@ from filters import Document
 from filters.models import ModelError, REGISTRY, download, resolve_model
 from filters.quality import QualityFilter, classify_quality
 from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
+from filters.train import make_examples, recipe_heldout, read_documents, roc_auc, split_by_group
 from filters.train import main as train_main
-from filters.train import prepare_text, read_documents, roc_auc, split_holdout
+
+MODELS = Path(__file__).resolve().parents[1] / "filters/models"
 
 EDGE_CASES = ["", "   \n\t ", "x" * 10_000_000, "broken \udcff\udcfe bytes", "mixed English, Ελληνικά, 中文, العربية"]
 
@@ -59,25 +61,23 @@ def test_download_verifies_sha256_and_caches(local_server, tmp_path, monkeypatch
     assert not list((tmp_path / "cache").glob(".part-*"))  # no partial file left behind
 
 
-@pytest.fixture(scope="module")
-def davidson(shared_data) -> list[tuple[str, int]]:
-    with open(shared_data / "toxicity/davidson/labeled_data.csv", newline="") as fh:
-        return [(row["tweet"], int(row["class"])) for row in csv.DictReader(fh)]
+def test_hate_model_on_its_heldout_tweets(shared_data):
+    # The card's held-out tweets, rebuilt from the recipe stored beside the model.
+    pos_label, held = recipe_heldout(MODELS / "sieve-hate.metrics.json", shared_data)
+    scores = np.array([p if label == "toxic" else 1 - p for label, p in (classify_toxic_speech(ex.text) for ex in held)])
+    truth = np.array([ex.label == pos_label for ex in held])
+    assert len(held) > 700 and roc_auc(scores, truth) > 0.95  # card: 0.970
 
 
-def test_hate_model_on_davidson_holdout(davidson):
-    # The same seeded sampling and split as training (card: --max-per-class 4163, seed 0, 10%).
-    toxic = [t for t, c in davidson if c in (0, 1)]
-    neutral = [t for t, c in davidson if c == 2]
-    rng = random.Random(0)
-    toxic, neutral = rng.sample(toxic, 4163), rng.sample(neutral, 4163)
-    labelled = [("toxic", prepare_text(t, 20_000)) for t in toxic] + [("non-toxic", prepare_text(t, 20_000)) for t in neutral]
-    labelled = [(label, text) for label, text in labelled if text]
-    _, held = split_holdout(labelled, 0.1, 0)
-    scores = np.array([classify_toxic_speech(text)[1] if classify_toxic_speech(text)[0] == "toxic"
-                       else 1 - classify_toxic_speech(text)[1] for _, text in held])
-    truth = np.array([label == "toxic" for label, _ in held])
-    assert roc_auc(scores, truth) > 0.95  # card: 0.963 (positive/negative drawn as in training)
+def test_heldout_split_keeps_documents_whole():
+    lines = lambda i: "\n".join(" ".join(f"w{i}_{k}_{j}" for j in range(20)) for k in range(50))  # noqa: E731
+    docs = [("a.txt", f"doc{i}", lines(i)) for i in range(40)]  # 1,000 words on 50 lines each
+    examples = make_examples(docs, "high", chunk=100, max_chars=20_000)
+    train, held = split_by_group(examples, 0.1, seed=3)
+    assert len(train) + len(held) == len(examples) == 400
+    assert {ex.group for ex in train}.isdisjoint({ex.group for ex in held})
+    assert len({ex.group for ex in held}) == 4  # 10% of the documents, each with all its pieces
+    assert split_by_group(examples, 0.1, seed=3) == (train, held)  # seeded: the card's split can be rebuilt
 
 
 def test_quality_model_separates_wikitext_from_cc(shared_data):
@@ -158,3 +158,16 @@ def test_train_cli_tiny_dataset(tmp_path, capsys):
 def test_roc_auc_ties():
     assert roc_auc([0.5, 0.5], [True, False]) == 0.5
     assert roc_auc([0.9, 0.1], [True, False]) == 1.0
+
+
+def test_hate_recipe_reproduces_the_shipped_model(shared_data, tmp_path):
+    """The recipe stored in the card's metrics retrains the shipped model (single thread, seeded)."""
+    import json
+
+    shipped = json.loads((MODELS / "sieve-hate.metrics.json").read_text())
+    recipe = shipped["recipe"][3:]
+    recipe[recipe.index("--out") + 1] = str(tmp_path / "hate.ftz")
+    assert train_main(recipe + ["--data-root", str(shared_data)]) == 0
+    again = json.loads((tmp_path / "hate.metrics.json").read_text())
+    assert again["heldout_examples"] == shipped["heldout_examples"]
+    assert again["heldout"]["auc"] == pytest.approx(shipped["heldout"]["auc"], abs=0.002)
