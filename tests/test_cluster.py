@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,6 +125,19 @@ def _worker_pids(cluster) -> list[int]:
     return pids
 
 
+def _driver_pids(config: Path) -> list[int]:
+    """Processes running `pipeline/run.py --config <config>` (a job's driver)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            args = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"pipeline/run.py" in args and str(config).encode() in args:
+            pids.append(int(entry))
+    return pids
+
+
 def _wait_for(predicate, timeout: float = 120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -154,11 +168,16 @@ def test_sigkilled_worker_and_killed_driver_change_nothing(cluster, shared_data,
     # 2. Kill the driver mid-run (ray job stop), then submit again: the rerun completes the directory.
     config = _config(tmp_path, shared_data, "killed-driver")
     started = _submit(cluster, config, wait=False)
-    job_id = next(w for w in started.stdout.split() + started.stderr.split() if w.startswith("raysubmit_")).strip("'")
-    _wait_for(lambda: list((tmp_path / "killed-driver" / "stats").glob("*.json")) if (tmp_path / "killed-driver" / "stats").exists() else None)
-    subprocess.run([RAY, "job", "stop", "--address", cluster["address"], job_id], env=cluster["env"],
-                   capture_output=True, timeout=120)
+    job_id = re.search(r"raysubmit_[A-Za-z0-9]+", started.stdout + started.stderr).group(0)  # output has ANSI codes
+    stats_dir = tmp_path / "killed-driver" / "stats"
+    _wait_for(lambda: stats_dir.exists() and [p for p in stats_dir.glob("*.json") if not p.name.startswith(".")])
+    stop = subprocess.run([RAY, "job", "stop", "--address", cluster["address"], job_id], env=cluster["env"],
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    _wait_for(lambda: not _driver_pids(config))  # really gone: two drivers on one directory would race
     assert not (tmp_path / "killed-driver" / "run.json").exists()
     rerun = _submit(cluster, config)
     assert "succeeded" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
     assert _fingerprint(tmp_path / "killed-driver") == expected
+    resume = json.loads((tmp_path / "killed-driver" / "run.json").read_text())["resume"]
+    assert resume["annotate_inputs_reused"] >= 1 and resume["annotate_tasks_run"] >= 1  # a real resume
