@@ -26,9 +26,10 @@ log = logging.getLogger("sieve.models")
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
 _URL_SCHEMES = ("http://", "https://", "file://")
 
-_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})
-_PUNCT = re.compile(r"""([.,!?;:()\[\]{}"'…—–])""")
-_SPACE = re.compile(r"\s+")
+# Curly and angle quotes become straight ones; then these marks are split off the words.
+_QUOTES: tuple[tuple[str, str], ...] = (("“", '"'), ("”", '"'), ("„", '"'), ("«", '"'), ("»", '"'),
+                                        ("‘", "'"), ("’", "'"), ("‚", "'"))
+_PUNCT = re.compile(r"""[.,!?;:()\[\]{}"'…—–]""")
 
 
 def prepare_text(text: str, max_chars: int | None = None) -> str:
@@ -40,7 +41,18 @@ def prepare_text(text: str, max_chars: int | None = None) -> str:
 
 @lru_cache(maxsize=8)  # the quality, NSFW and hate models read the same document in a row
 def _normalize(text: str) -> str:
-    return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text.lower().translate(_QUOTES))).strip()
+    # str.replace and one regex pass without a group template: ~4x faster than a translate table
+    # and a templated sub, with the same result (tests compare them on real and random text).
+    text = text.lower()
+    if not text.isascii():
+        for curly, straight in _QUOTES:
+            if curly in text:
+                text = text.replace(curly, straight)
+    return " ".join(_PUNCT.sub(_pad, text).split())
+
+
+def _pad(match: re.Match) -> str:
+    return f" {match.group()} "
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,31 @@ from __future__ import annotations
 import hashlib
 import http.server
 import random
+import re
 import threading
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filters import Document
-from filters.models import ModelError, REGISTRY, download, resolve_model
+from filters.models import ModelError, REGISTRY, download, prepare_text, resolve_model
 from filters.quality import QualityFilter, classify_quality
 from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
 from filters.train import make_examples, recipe_heldout, read_documents, roc_auc, split_by_group
 from filters.train import main as train_main
 
 MODELS = Path(__file__).resolve().parents[1] / "filters/models"
+_QUOTE_TABLE = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})
+
+
+def reference_prepare(text: str) -> str:
+    """prepare_text as the shipped models were trained with it, written plainly."""
+    padded = re.sub(r"""([.,!?;:()\[\]{}"'…—–])""", r" \1 ", text.lower().translate(_QUOTE_TABLE))
+    return re.sub(r"\s+", " ", padded).strip()
 
 EDGE_CASES = ["", "   \n\t ", "x" * 10_000_000, "broken \udcff\udcfe bytes", "mixed English, Ελληνικά, 中文, العربية"]
 
@@ -59,6 +69,31 @@ def test_download_verifies_sha256_and_caches(local_server, tmp_path, monkeypatch
     with pytest.raises(ModelError, match="sha256 mismatch"):
         download(local_server + "?v=2", "0" * 64)
     assert not list((tmp_path / "cache").glob(".part-*"))  # no partial file left behind
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x2FFFF), st.sampled_from("“”„«»‘’‚.,!?;:()[]{}\"'…—– \n\t\x1c\x85\xa0\u2028\u3000İẞ")),
+               max_size=80))
+def test_prepare_text_matches_reference(text):
+    assert prepare_text(text) == reference_prepare(text)
+
+
+def test_prepare_text_matches_reference_on_real_text(shared_data):
+    import gzip
+    import json
+
+    docs = [json.loads(line)["text"] for line in gzip.open(
+        shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt")]
+    docs += [t for t, _ in _davidson(shared_data)[:2000]]
+    assert all(prepare_text(t, 5000) == reference_prepare(t[:5000]) for t in docs)
+    assert prepare_text("“Don’t,” she said — «fine».") == '" don \' t , " she said — " fine " .'
+
+
+def _davidson(shared_data) -> list[tuple[str, str]]:
+    import csv
+
+    with open(shared_data / "toxicity/davidson/labeled_data.csv", newline="") as fh:
+        return [(row["tweet"], row["class"]) for row in csv.DictReader(fh)]
 
 
 def test_hate_model_on_its_heldout_tweets(shared_data):
