@@ -5,11 +5,68 @@ stored signals (`python -m pipeline.refilter`) without running any model again (
 """
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from functools import lru_cache
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_batch_caches: list["_BatchCache"] = []
+
+
+class _BatchCache:
+    """A one-argument function cached for the last few arguments, or, inside `batch_caches()`,
+    for every argument of the batch."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.recent = lru_cache(maxsize=4)(func)
+        self.batch: dict[Any, Any] | None = None
+        functools.update_wrapper(self, func)
+
+    def __call__(self, arg: Any) -> Any:
+        if self.batch is None:
+            return self.recent(arg)
+        try:
+            return self.batch[arg]
+        except KeyError:
+            value = self.batch[arg] = self.func(arg)
+            return value
+
+    def cache_clear(self) -> None:
+        self.recent.cache_clear()
+        if self.batch is not None:
+            self.batch.clear()
+
+
+def batch_cache(func: _F) -> _F:
+    """Cache a view of a text that several filters share (word statistics, the classifiers'
+    normalized text): for the last few texts, and for a whole batch inside `batch_caches()`."""
+    cached = _BatchCache(func)
+    _batch_caches.append(cached)
+    return cached  # type: ignore[return-value]
+
+
+@contextmanager
+def batch_caches() -> Iterator[None]:
+    """Keep the shared views of every text annotated inside the block, and release them after.
+
+    The pipeline annotates documents in batches, filter by filter, so a fastText model or a rule
+    set stays in the CPU caches across the batch instead of being evicted by the other filters
+    at every document; the views several filters share must then last for the whole batch. The
+    memory they take is bounded by the batch the caller builds.
+    """
+    for cache in _batch_caches:
+        cache.batch = {}
+    try:
+        yield
+    finally:
+        for cache in _batch_caches:
+            cache.batch = None
 
 
 class FilterParams(BaseModel):

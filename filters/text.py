@@ -1,8 +1,9 @@
 """Text statistics shared by the rule filters (Gopher, C4, FineWeb).
 
 The three rule sets all look at the same lines and words. `text_stats(text)` splits a text once
-and caches the result for the last few texts, so running gopher, c4 and fineweb on one document
-splits it once instead of three times. The cache is keyed by the string itself: a hit costs one
+and caches the result for the last few texts (for every text of a batch inside
+`filters.base.batch_caches()`), so running gopher, c4 and fineweb on one document splits it once
+instead of three times. The cache is keyed by the string itself: a hit costs one
 (cached) hash and an identity check when the filters see the same `doc.text` object.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from functools import cached_property, lru_cache
 
 import numpy as np
+
+from filters.base import batch_cache
 
 # Sentence-final marks across scripts: Latin, CJK fullwidth, Devanagari danda, Arabic/Urdu,
 # Ethiopic, Myanmar, Khmer, Armenian, Greek question mark, ellipsis, closing quotes.
@@ -214,9 +217,9 @@ class TextStats:
         return sum(1 for line in self.lines if line.endswith(TERMINAL_PUNCTUATION))
 
 
-@lru_cache(maxsize=4)
+@batch_cache
 def text_stats(text: str) -> TextStats:
-    """The shared `TextStats` of `text` (cached for the last few distinct texts)."""
+    """The shared `TextStats` of `text` (cached for the texts of a batch, see `filters.base`)."""
     return TextStats(text)
 
 
