@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
 
 import pyarrow as pa
@@ -24,7 +23,7 @@ class _BatchCache:
 
     def __init__(self, func: Callable[[Any], Any]) -> None:
         self.func = func
-        self.recent = lru_cache(maxsize=4)(func)
+        self.recent = functools.lru_cache(maxsize=4)(func)
         self.batch: dict[Any, Any] | None = None
         functools.update_wrapper(self, func)
 

@@ -140,7 +140,10 @@ def _where_ok(row: dict, where: dict[str, set[str]]) -> bool:
     return all(str(_field(row, k)) in values for k, values in where.items())
 
 
-def _text_of(row: Any, text_fields: list[str]) -> str | None:
+def _row_text(row: Any, text_fields: list[str], where: dict[str, set[str]]) -> str | None:
+    """The first non-blank text field of a row that passes `where` (None otherwise)."""
+    if not _where_ok(row, where):
+        return None
     for name in text_fields:
         value = _field(row, name)
         if isinstance(value, str) and value.strip():
@@ -201,8 +204,7 @@ def _json_document(path: Path, text_fields: list[str], where: dict, stats: ReadS
         except json.JSONDecodeError as exc:
             stats.skip("invalid JSON", f"{path}: {exc}")
             return
-    text = _text_of(row, text_fields)
-    if text and _where_ok(row, where):
+    if text := _row_text(row, text_fields, where):
         yield text
 
 
@@ -216,16 +218,14 @@ def _jsonl_documents(path: Path, text_fields: list[str], where: dict, stats: Rea
             except json.JSONDecodeError as exc:
                 stats.skip("invalid JSON line", f"{path}:{line_no}: {exc}")
                 continue
-            text = _text_of(row, text_fields)
-            if text and _where_ok(row, where):
+            if text := _row_text(row, text_fields, where):
                 yield text
 
 
 def _csv_documents(path: Path, text_fields: list[str], where: dict) -> Iterator[str]:
     with _open_text(path) as fh:
         for row in csv.DictReader(fh):
-            text = _text_of(row, text_fields)
-            if text and _where_ok(row, where):
+            if text := _row_text(row, text_fields, where):
                 yield text
 
 
