@@ -124,7 +124,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         totals.add_file(stats)
     file_rows = [{k: s[k] for k in FILE_SUMMARY_KEYS} for s in file_stats]
     invalidate_stale_stages(cfg, file_rows)
-    present = _fresh_listing(storage.join(out, "documents"), ".parquet", opts)
+    present = set(storage.listdir(storage.join(out, "documents"), ".parquet", opts))
     doc_files = [path for path in (storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats)
                  if path in present]
     stages: dict[str, Any] = {}
@@ -200,19 +200,11 @@ def invalidate_stale_stages(cfg: SieveConfig, file_rows: list[dict[str, Any]]) -
 def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) -> int:
     """Delete the `.tmp-*` files that tasks or drivers killed mid-write left (readers globbing
     `*.parquet` would choke on them); called when no task of this run is writing any more."""
-    fs, root = storage.fs_and_path(out, storage_options)
-    fs.invalidate_cache(root)
+    fs, root = storage.fs_and_path(out, storage_options)  # a fresh listing (see fs_and_path)
     leftovers = [p for p in fs.find(root) if p.rsplit("/", 1)[-1].startswith(".tmp-")]
     for path in leftovers:
         fs.rm_file(path)
     return len(leftovers)
-
-
-def _fresh_listing(path: str, suffix: str, storage_options: dict[str, Any] | None = None) -> set[str]:
-    """`storage.listdir` without fsspec's cached listing (s3fs caches it; tasks wrote since)."""
-    fs, p = storage.fs_and_path(path, storage_options)
-    fs.invalidate_cache(p)
-    return set(storage.listdir(path, suffix, storage_options))
 
 
 def _remove_file(path: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -278,8 +270,8 @@ def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, An
 
     out, opts = cfg.output.path, cfg.input.storage_options
     stems = unique_stems(inputs)
-    markers = _fresh_listing(storage.join(out, "stats"), ".json", opts)
-    documents = _fresh_listing(storage.join(out, "documents"), ".parquet", opts)
+    markers = set(storage.listdir(storage.join(out, "stats"), ".json", opts))
+    documents = set(storage.listdir(storage.join(out, "documents"), ".parquet", opts))
     candidates = [p for p in inputs if storage.join(out, "stats", f"{stems[p]}.json") in markers
                   and storage.join(out, "documents", f"{stems[p]}.parquet") in documents]
     with ThreadPoolExecutor(max_workers=16) as pool:  # thousands of small reads on object storage
