@@ -9,9 +9,9 @@ scheme "affine32" (datasketch >= 2.0 default: murmur3 finalizer, then a*h + b mo
 `shingles(text)` holds the same hash values, and `LeanMinHash(seed=seed, hashvalues=sig,
 scheme=scheme)` built from a stored signature compares with it.
 
-Speed comes from never making a Python object per word or shingle: the text is normalized on its
-code points with numpy, words are hashed with a vectorized polynomial hash, n-grams are a few
-vector operations, and the permutations are one (shingles x num_perm) multiply-add.
+Speed comes from never making a Python object per word or shingle: one compiled pass over the
+code points normalizes the text and hashes its words, n-grams are a few vector operations, and
+one compiled loop takes the minimum of every permutation over the shingles.
 
 Clustering refuses chains: candidate pairs are checked before they become edges, and inside a
 connected component a document is removed only if it is itself similar to the survivor that
@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import xxhash
+from numba import njit
 from pydantic import Field
 
 from filters.base import DocFilter, Document, FilterParams
@@ -38,7 +39,6 @@ _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
 _WORD_BASE = 0xD6E8FEB86659FD93
 _U32 = np.uint64(0xFFFFFFFF)
 _MERSENNE = np.uint64((1 << 61) - 1)
-_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 _TABLE_SIZE = 0x30000  # code points past it (rare scripts) count as word characters
 _DROP, _WORD, _SPACE = 0, 1, 2
 _SPACE_CODE = np.uint32(0x20)
@@ -64,51 +64,66 @@ def _position_powers() -> np.ndarray:
     return np.cumprod(powers)
 
 
-def _normalized_codes(text: str) -> np.ndarray:
-    """Code points of the normalized text: lowercase, NFD, accents and punctuation dropped, every
-    whitespace run between two words one U+0020, none at the ends."""
+@njit(cache=True, nogil=True)
+def _normalize_and_hash(codes: np.ndarray, classes: np.ndarray, powers: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized code points, uint64 hash of each word) in one pass over lowercased (NFD) code
+    points: dropped characters vanish, words are joined by one U+0020. A word's hash is
+    sum((code point + 1) * P[min(i, len(P) - 1)]) over its characters at positions i, bit-mixed."""
+    last_class, last_power = len(classes) - 1, len(powers) - 1
+    out = np.empty(len(codes), np.uint32)
+    hashes = np.empty(len(codes) // 2 + 1, np.uint64)
+    size = words = position = 0
+    inside = False
+    h = np.uint64(0)
+    for code in codes:
+        kind = classes[min(code, last_class)]
+        if kind == _WORD:
+            if not inside:
+                if words:
+                    out[size] = _SPACE_CODE
+                    size += 1
+                inside, position, h = True, 0, np.uint64(0)
+            out[size] = code
+            size += 1
+            h += (np.uint64(code) + np.uint64(1)) * powers[min(position, last_power)]
+            position += 1
+        elif kind == _SPACE and inside:
+            hashes[words] = _mix_word_hash(h)
+            words += 1
+            inside = False
+    if inside:
+        hashes[words] = _mix_word_hash(h)
+        words += 1
+    return out[:size].copy(), hashes[:words].copy()
+
+
+@njit(cache=True, nogil=True)
+def _mix_word_hash(h: np.uint64) -> np.uint64:
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(29)
+    return h
+
+
+def _normalized(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(code points of the normalized text, word hashes): lowercase, NFD, accents and
+    punctuation dropped, every whitespace run between two words one U+0020, none at the ends."""
     text = text.lower()
     if not text.isascii():
         text = unicodedata.normalize("NFD", text)
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    classes = _char_classes().take(codes, mode="clip")
-    kept = classes != _DROP
-    codes, word = codes[kept], classes[kept] == _WORD
-    if not word.any():
-        return np.zeros(0, dtype=np.uint32)
-    after_word = np.concatenate(([False], word[:-1]))
-    keep = word | (after_word & (np.arange(len(word)) < np.flatnonzero(word)[-1]))
-    codes = codes[keep]
-    codes[~word[keep]] = _SPACE_CODE
-    return codes
+    return _normalize_and_hash(codes, _char_classes(), _position_powers())
 
 
 def normalize_text(text: str) -> str:
     """Lowercase, NFD with accents stripped, punctuation removed, whitespace collapsed."""
-    return _normalized_codes(text).tobytes().decode("utf-32-le", "surrogatepass")
-
-
-def _word_hashes(codes: np.ndarray) -> np.ndarray:
-    """uint64 hash of each word of normalized code points (words are split by single spaces)."""
-    if len(codes) == 0:
-        return np.zeros(0, dtype=np.uint64)
-    is_space = codes == _SPACE_CODE
-    spaces = np.flatnonzero(is_space)
-    starts = np.concatenate(([0], spaces + 1))            # word w starts at starts[w] in `codes`
-    chars = np.flatnonzero(~is_space)
-    word_of = np.cumsum(is_space)[chars]                  # spaces before a char = its word index
-    position = np.minimum(chars - starts[word_of], len(_position_powers()) - 1)
-    weights = (codes[chars].astype(np.uint64) + np.uint64(1)) * _position_powers()[position]
-    hashes = np.add.reduceat(weights, starts - np.arange(len(starts)))  # word starts among `chars`
-    hashes ^= hashes >> np.uint64(31)
-    hashes *= np.uint64(0x94D049BB133111EB)
-    hashes ^= hashes >> np.uint64(29)
-    return hashes
+    return _normalized(text)[0].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def normalized_word_hashes(text: str) -> np.ndarray:
     """uint64 hash of each word of `normalize_text(text)`; equal words get equal hashes."""
-    return _word_hashes(_normalized_codes(text))
+    return _normalized(text)[1]
 
 
 def _text_hash_of_codes(codes: np.ndarray) -> int:
@@ -118,7 +133,7 @@ def _text_hash_of_codes(codes: np.ndarray) -> int:
 
 def text_hash(text: str) -> int:
     """xxh3-64 of the UTF-8 normalized text: equal after normalization means exact duplicate."""
-    return _text_hash_of_codes(_normalized_codes(text))
+    return _text_hash_of_codes(_normalized(text)[0])
 
 
 def _ngram_hashes(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
@@ -159,6 +174,22 @@ def shingle_hash32(shingle: bytes | str) -> int:
 
 # ---------------------------------------------------------------- MinHash
 
+@njit(cache=True, nogil=True)
+def _affine32_min(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """datasketch's affine32 scheme: each hash through murmur3's 32-bit finalizer, then
+    min over hashes of (a * h + b) mod 2^32 for every permutation (a, b)."""
+    signature = np.full(len(a), np.uint32(0xFFFFFFFF), np.uint32)
+    for h in hashes:
+        h ^= h >> np.uint32(16)
+        h = np.uint32(h * np.uint32(0x85EBCA6B))
+        h ^= h >> np.uint32(13)
+        h = np.uint32(h * np.uint32(0xC2B2AE35))
+        h ^= h >> np.uint32(16)
+        for j in range(len(a)):
+            signature[j] = min(signature[j], np.uint32(a[j] * h + b[j]))
+    return signature
+
+
 class MinHasher:
     """datasketch-compatible MinHash (scheme "affine32" or "legacy") over numpy shingle hashes."""
 
@@ -185,25 +216,15 @@ class MinHasher:
             permuted %= _MERSENNE
             permuted &= _U32
             return permuted.min(axis=0).astype(np.uint32)
-        s1, m1, s2, m2, s3 = _FMIX32
-        hv = hashes.astype(np.uint32)
-        hv = hv ^ (hv >> s1)
-        hv *= m1
-        hv ^= hv >> s2
-        hv *= m2
-        hv ^= hv >> s3
-        permuted = np.multiply.outer(hv, self.a)
-        permuted += self.b
-        return permuted.min(axis=0)
+        return _affine32_min(hashes.astype(np.uint32), self.a, self.b)
 
     def signature(self, text: str) -> np.ndarray:
         return self.signature_of_hashes(_ngram_hashes(normalized_word_hashes(text), self.ngram))
 
     def signature_and_text_hash(self, text: str) -> tuple[np.ndarray, int]:
         """Both signals from one normalization pass (what the annotate stage stores)."""
-        codes = _normalized_codes(text)
-        return (self.signature_of_hashes(_ngram_hashes(_word_hashes(codes), self.ngram)),
-                _text_hash_of_codes(codes))
+        codes, word_hashes = _normalized(text)
+        return self.signature_of_hashes(_ngram_hashes(word_hashes, self.ngram)), _text_hash_of_codes(codes)
 
 
 def signature_jaccard(a: np.ndarray, b: np.ndarray) -> float:

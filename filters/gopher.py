@@ -11,7 +11,7 @@ duplicated 5..10-grams covering <= 15/14/13/12/11/10% of the characters.
 
 Words are whitespace tokens (see `filters.text.TextStats`). Character fractions count each word's
 characters once even when n-grams overlap. N-grams are compared by a 64-bit polynomial hash of
-word hashes, computed with numpy: one sort per n instead of Python tuples per position.
+word hashes, counted in one compiled pass per n instead of Python tuples per position.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 from pydantic import Field, field_validator
 
 from filters.base import DocFilter, Document, FilterParams
@@ -34,79 +35,90 @@ DUP_NGRAM_SIZES: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 _BASE = np.uint64(0xA0761D6478BD642F)  # dense odd base of the polynomial n-gram hash
 
 
-def _coverage_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:
-    """Characters of the words covered by n-grams starting at the boolean mask `starts`."""
-    delta = np.zeros(len(word_lengths) + 1, dtype=np.int32)
-    delta[: len(starts)] += starts
-    delta[n: n + len(starts)] -= starts
-    covered = np.cumsum(delta[:-1]) > 0
-    return int(word_lengths[covered].sum())
+@njit(cache=True, nogil=True)
+def _covered_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:
+    """Characters of the words covered by the n-grams at `starts` (ascending positions)."""
+    total, covered_to = 0, 0
+    for start in starts:
+        for word in range(max(start, covered_to), start + n):
+            total += word_lengths[word]
+        covered_to = max(covered_to, start + n)
+    return total
 
 
-def _repeated_mask(hashes: np.ndarray, order: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each position: does its hash occur elsewhere; plus the sort order and `same_as_next`."""
-    if order is None:
-        order = np.argsort(hashes, kind="stable")  # equal hashes keep text order
-    ordered = hashes[order]
-    same_as_next = ordered[1:] == ordered[:-1]
-    repeated_sorted = np.zeros(len(hashes), dtype=bool)
-    repeated_sorted[1:] |= same_as_next
-    repeated_sorted[:-1] |= same_as_next
-    repeated = np.empty_like(repeated_sorted)
-    repeated[order] = repeated_sorted
-    return repeated, order, same_as_next
+@njit(cache=True, nogil=True)
+def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(top, dup): for n = 2..max_n, the characters covered by the most frequent n-gram and by
+    all repeated n-grams (0 where none repeats).
+
+    Level by level from words up: n-grams are counted in an open-addressing table of their
+    64-bit polynomial hashes. An n-gram can repeat only where the two (n-1)-grams inside it
+    repeat, so each level counts just those positions, and counting stops once nothing repeats.
+    The top n-gram is the most frequent one; ties: more characters, then first in the text.
+    """
+    m = len(tokens)
+    top = np.zeros(max_n + 1, np.int64)
+    dup = np.zeros(max_n + 1, np.int64)
+    prefix_chars = np.zeros(m + 1, np.int64)
+    prefix_chars[1:] = np.cumsum(word_lengths)
+    size = 4
+    while size < 2 * m:
+        size *= 2
+    keys = np.empty(size, np.uint64)
+    used = np.zeros(size, np.bool_)
+    counts = np.zeros(size, np.int64)
+    first = np.zeros(size, np.int64)
+    slot_of = np.empty(m, np.int64)
+    positions = np.arange(m)  # the positions that may repeat at this level, ascending
+    repeated = np.zeros(m, np.bool_)
+    hashes = tokens.copy()
+    for n in range(1, max_n + 1):
+        used[:] = False
+        for k, i in enumerate(positions):
+            slot = np.int64(hashes[i] & np.uint64(size - 1))
+            while used[slot] and keys[slot] != hashes[i]:
+                slot = (slot + 1) & (size - 1)
+            if not used[slot]:
+                used[slot], keys[slot], counts[slot], first[slot] = True, hashes[i], 0, i
+            counts[slot] += 1
+            slot_of[k] = slot
+        is_repeat = counts[slot_of[: len(positions)]] >= 2
+        if not is_repeat.any():
+            break
+        if 2 <= n <= 4:
+            best, best_chars, best_slot = 0, -1, -1
+            for k, i in enumerate(positions):
+                slot = slot_of[k]
+                if is_repeat[k] and first[slot] == i:  # each repeated n-gram once, where it starts
+                    chars = prefix_chars[i + n] - prefix_chars[i]
+                    if counts[slot] > best or (counts[slot] == best and chars > best_chars):
+                        best, best_chars, best_slot = counts[slot], chars, slot
+            top[n] = _covered_chars(positions[slot_of[: len(positions)] == best_slot], n, word_lengths)
+        if n >= 5:
+            dup[n] = _covered_chars(positions[is_repeat], n, word_lengths)
+        if n == max_n or n == m:
+            break
+        repeated[:] = False
+        repeated[positions[is_repeat]] = True
+        hashes[: m - n] = hashes[: m - n] * _BASE + tokens[n:]
+        positions = np.flatnonzero(repeated[: m - n] & repeated[1: m - n + 1])
+        if len(positions) < 2:
+            break
+    return top, dup
 
 
 def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, float]]:
     """Gopher n-gram repetition: ({n: top n-gram char fraction}, {n: duplicate n-gram char fraction}).
 
     The top n-gram is the most frequent one (ties: more characters, then first in the text); its
-    fraction is 0 when no n-gram occurs twice. A duplicate (n+1)-gram is made of two
-    duplicate n-grams, so once no n-gram repeats the larger n are 0 without sorting.
+    fraction is 0 when no n-gram occurs twice.
     """
-    top = {n: 0.0 for n in TOP_NGRAM_SIZES}
-    dup = {n: 0.0 for n in DUP_NGRAM_SIZES}
-    m = stats.word_count
-    if m < 2:
-        return top, dup
-    lengths = stats.word_lengths
-    tokens = stats.word_hashes
-    repeated = _repeated_mask(tokens, stats.word_hash_order)[0]
-    if not repeated.any():  # no word repeats, so no n-gram repeats
-        return top, dup
-    total_chars = stats.word_chars
-    hashes = tokens
-    prefix_chars = np.concatenate(([0], np.cumsum(lengths)))
-    for n in range(2, DUP_NGRAM_SIZES[-1] + 1):
-        if n > m:
-            break
-        hashes = hashes[:-1] * _BASE + tokens[n - 1:]
-        # An n-gram can repeat only where the two (n-1)-grams inside it repeat: sort just those.
-        candidates = np.flatnonzero(repeated[:-1] & repeated[1:])
-        if len(candidates) < 2:
-            break
-        repeated_sub, order, same_as_next = _repeated_mask(hashes[candidates])
-        if not repeated_sub.any():
-            break
-        repeated = np.zeros(len(hashes), dtype=bool)
-        repeated[candidates[repeated_sub]] = True
-        if n in top:
-            group_starts = np.flatnonzero(np.concatenate(([True], ~same_as_next)))
-            sizes = np.diff(np.append(group_starts, len(order)))
-            best = sizes.max()
-            best_groups = group_starts[sizes == best]
-            # ties: the n-gram with more characters, then the one that occurs first
-            first_pos = candidates[order[best_groups]]
-            ngram_chars = prefix_chars[first_pos + n] - prefix_chars[first_pos]
-            longest = ngram_chars == ngram_chars.max()
-            pick = best_groups[longest][int(np.argmin(first_pos[longest]))]
-            starts = np.zeros(len(hashes), dtype=bool)
-            starts[candidates[order[pick: pick + best]]] = True
-            top[n] = _coverage_chars(starts, n, lengths) / total_chars
-        if n in dup:
-            dup[n] = _coverage_chars(repeated, n, lengths) / total_chars
-    return top, dup
+    if stats.word_count < 2:
+        return {n: 0.0 for n in TOP_NGRAM_SIZES}, {n: 0.0 for n in DUP_NGRAM_SIZES}
+    top, dup = _ngram_covered_chars(stats.word_hashes, stats.word_lengths, DUP_NGRAM_SIZES[-1])
+    total = stats.word_chars
+    return {n: int(top[n]) / total for n in TOP_NGRAM_SIZES}, {n: int(dup[n]) / total for n in DUP_NGRAM_SIZES}
 
 
 @lru_cache(maxsize=8)
@@ -116,14 +128,23 @@ def _stop_word_hashes(stop_words: tuple[str, ...]) -> np.ndarray:
     return TextStats(" ".join(variants)).word_hashes.reshape(len(stop_words), 3)
 
 
+@njit(cache=True, nogil=True)
+def _count_present(word_hashes: np.ndarray, variants: np.ndarray) -> int:
+    """How many rows of `variants` have a hash among `word_hashes`."""
+    found = np.zeros(variants.shape[0], np.bool_)
+    for h in word_hashes:
+        for row in range(variants.shape[0]):
+            for col in range(variants.shape[1]):
+                if variants[row, col] == h:
+                    found[row] = True
+    return int(found.sum())
+
+
 def _stop_word_count(stats: TextStats, stop_words: tuple[str, ...]) -> int:
     """How many distinct stop words occur (as a whole token, in lower, Title or UPPER case)."""
     if not stop_words or stats.word_count == 0:
         return 0
-    variants = _stop_word_hashes(stop_words)
-    ordered = stats.word_hashes[stats.word_hash_order]
-    found = np.minimum(np.searchsorted(ordered, variants), len(ordered) - 1)
-    return int((ordered[found] == variants).any(axis=1).sum())
+    return _count_present(stats.word_hashes, _stop_word_hashes(stop_words))
 
 
 def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from functools import cached_property, lru_cache
 
 import numpy as np
+from numba import njit
 
 from filters.base import batch_cache
 
@@ -27,34 +28,14 @@ ELLIPSES: tuple[str, ...] = ("...", "\u2026")
 
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 
-# Words are found with numpy on the text's code points: no Python object per word. The tables say
-# which code points are whitespace (exactly str.split's set) and which are letters (str.isalpha);
-# code points past the letter table (planes 3+, rare) count as neither.
+# Words are found in one compiled pass over the text's code points: no Python object per word.
+# The tables say which code points are whitespace (exactly str.split's set) and which are letters
+# (str.isalpha); code points past the letter table (planes 3+, rare) count as neither.
 _LETTER_TABLE_SIZE = 0x30000
-# Character weights: powers of a dense odd 64-bit base B (a sparse base such as FNV's 2^40+0x1b3
-# makes (B - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions) and of its inverse mod 2^64.
-_HASH_BASE = 0xD6E8FEB86659FD93
-_MIX_SHIFTS_AND_MULTIPLIERS = ((30, np.uint64(0xBF58476D1CE4E5B9)), (27, np.uint64(0x94D049BB133111EB)))
-
-
-def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B^0..B^(count-1), B^0..B^-(count-1)) mod 2^64: the cached chunk-sized tables, or new
-    ones for the rare longer chunk (a text with no whitespace for over a million characters)."""
-    if count <= _POWER_TABLE_SIZE:
-        return _chunk_powers()
-    return _power_tables(count)
-
-
-@lru_cache(maxsize=1)
-def _chunk_powers() -> tuple[np.ndarray, np.ndarray]:
-    return _power_tables(_POWER_TABLE_SIZE)
-
-
-def _power_tables(count: int) -> tuple[np.ndarray, np.ndarray]:
-    powers = np.full(count, _HASH_BASE, dtype=np.uint64)
-    inverse = np.full(count, pow(_HASH_BASE, -1, 1 << 64), dtype=np.uint64)
-    powers[0] = inverse[0] = 1
-    return np.cumprod(powers), np.cumprod(inverse)
+# A dense odd 64-bit base B for the word hash (a sparse base such as FNV's 2^40+0x1b3 makes
+# (B - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions), then splitmix64's finalizer.
+_HASH_BASE = np.uint64(0xD6E8FEB86659FD93)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @lru_cache(maxsize=1)
@@ -67,68 +48,50 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray]:
     return is_space, is_letter
 
 
-_CHUNK_CHARS = 1 << 20
-_POWER_TABLE_SIZE = _CHUNK_CHARS + (1 << 12)  # a chunk ends at the first whitespace after that
-_WHITESPACE = re.compile(r"\s")
-
-
-def _whitespace_chunks(text: str) -> list[str]:
-    """`text` cut into pieces of about _CHUNK_CHARS, each cut at a whitespace character."""
-    chunks = []
-    start = 0
-    while len(text) - start > _CHUNK_CHARS:
-        cut = _WHITESPACE.search(text, start + _CHUNK_CHARS)
-        if cut is None:
-            break
-        chunks.append(text[start:cut.start()])
-        start = cut.start()
-    chunks.append(text[start:] if start else text)
-    return chunks
-
-
 def _codes(text: str) -> np.ndarray:
     """The code points of `text` (lone surrogates included) as uint32."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def _word_bounds(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the whitespace tokens, exactly as `str.split()` finds them."""
-    in_word = ~_char_tables()[0].take(codes, mode="clip")
-    edges = np.flatnonzero(np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0)))
-    return edges[0::2], edges[1::2]  # a word starts and ends at alternate edges
-
-
-def _word_arrays(text: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(lengths, hashes, number without a letter) of the whitespace tokens of `text`.
-
-    A word's hash is sum((code point + 1) * B^i) over its characters at positions i (computed as
-    prefix-sum differences over the chunk, rescaled by B^-start), then bit-mixed: equal words get
-    equal hashes, different words practically never collide (checked against str.split() in the
-    tests).
-    """
-    codes = _codes(text)
-    starts, ends = _word_bounds(codes)
-    if len(starts) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), 0
-    letters_before = np.concatenate(([0], np.cumsum(_char_tables()[1].take(codes, mode="clip"),
-                                                     dtype=np.int32)))
-    no_letter = int(np.count_nonzero(letters_before[ends] == letters_before[starts]))
-    powers, inverse = _powers(len(codes))
-    weighted = codes.astype(np.uint64)
-    weighted += np.uint64(1)
-    weighted *= powers[: len(codes)]
-    prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted)))  # wraps mod 2^64
-    return ends - starts, _mix64((prefix[ends] - prefix[starts]) * inverse[starts]), no_letter
-
-
-def _mix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer, in place: makes the (linear) word sums look random, so that
-    polynomial n-gram hashes over them do not inherit their structure."""
-    for shift, multiplier in _MIX_SHIFTS_AND_MULTIPLIERS:
-        values ^= values >> np.uint64(shift)
-        values *= multiplier
-    values ^= values >> np.uint64(31)
-    return values
+@njit(cache=True, nogil=True)
+def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(lengths, hashes, number without a letter) of the whitespace tokens, as `str.split()`
+    finds them. A word's hash is sum((code point + 1) * B^i) over its characters at positions
+    i = 0, 1, ..., then bit-mixed: equal words get equal hashes, different words practically
+    never collide (checked against str.split() in the tests)."""
+    last = len(is_space) - 1
+    count = 0
+    inside = False
+    for code in codes:  # first pass: how many words (keeps scratch memory to the words)
+        space = is_space[min(code, last)]
+        count += inside and space
+        inside = not space
+    count += inside
+    lengths = np.empty(count, np.int64)
+    hashes = np.empty(count, np.uint64)
+    no_letter = 0
+    word = 0
+    i, n = 0, len(codes)
+    while i < n:
+        if is_space[min(codes[i], last)]:
+            i += 1
+            continue
+        start, h, power, letter = i, np.uint64(0), np.uint64(1), False
+        while i < n and not is_space[min(codes[i], last)]:
+            letter |= is_letter[min(codes[i], last)]
+            h += (np.uint64(codes[i]) + np.uint64(1)) * power
+            power *= _HASH_BASE
+            i += 1
+        h ^= h >> np.uint64(30)
+        h *= _MIX1
+        h ^= h >> np.uint64(27)
+        h *= _MIX2
+        h ^= h >> np.uint64(31)
+        lengths[word], hashes[word] = i - start, h
+        no_letter += not letter
+        word += 1
+    return lengths, hashes, no_letter
 
 
 def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
@@ -165,19 +128,12 @@ class TextStats:
 
     @cached_property
     def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(lengths, hashes, number without a letter) of the whitespace tokens, computed in
-        chunks of ~1M characters cut at whitespace so a 10 MB text needs ~100 MB of scratch."""
-        parts = [_word_arrays(chunk) for chunk in _whitespace_chunks(self.text)]
-        if len(parts) == 1:
-            return parts[0]
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                sum(p[2] for p in parts))
+        """(lengths, hashes, number without a letter) of the whitespace tokens."""
+        return _word_arrays(_codes(self.text), *_char_tables())
 
-    @cached_property
+    @property
     def word_count(self) -> int:
-        if "_words" in self.__dict__:
-            return len(self._words[0])
-        return sum(len(_word_bounds(_codes(chunk))[0]) for chunk in _whitespace_chunks(self.text))
+        return len(self._words[0])
 
     @property
     def word_lengths(self) -> np.ndarray:
@@ -193,11 +149,6 @@ class TextStats:
     def no_letter_words(self) -> int:
         """Whitespace tokens without any letter (numbers, punctuation, symbols)."""
         return self._words[2]
-
-    @cached_property
-    def word_hash_order(self) -> np.ndarray:
-        """Stable argsort of `word_hashes`: equal words adjacent, each group in text order."""
-        return np.argsort(self.word_hashes, kind="stable")
 
     @cached_property
     def word_chars(self) -> int:
