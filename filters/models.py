@@ -18,9 +18,7 @@ import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from filters.base import batch_cache
 
@@ -41,7 +39,7 @@ def prepare_text(text: str, max_chars: int | None = None) -> str:
     return _normalize(text[:max_chars] if max_chars is not None else text)
 
 
-@batch_cache  # the quality, NSFW and hate models read the same documents
+@batch_cache  # classifiers predicted through the fasttext library read the same documents
 def _normalize(text: str) -> str:
     # str.replace and one regex pass without a group template: ~4x faster than a translate table
     # and a templated sub, with the same result (tests compare them on real and random text).
@@ -199,29 +197,3 @@ def download(url: str, sha256: str | None, *, size: int | None = None, timeout_s
         tmp.unlink(missing_ok=True)
         raise ModelError(f"cannot download {url} into {target.parent}: {exc}") from exc
     return target
-
-
-@lru_cache(maxsize=16)
-def load_fasttext(name_or_path: str) -> tuple[Any, ModelSpec]:
-    """(fastText model, spec), loaded once per process."""
-    import fasttext
-
-    spec = spec_for(name_or_path)
-    path = resolve_model(name_or_path)
-    try:
-        return fasttext.load_model(str(path)), spec
-    except ValueError as exc:
-        raise ModelError(f"model {name_or_path!r}: {path} is not a fastText model ({exc})") from exc
-
-
-def predict_probability(model: Any, spec: ModelSpec, line: str, positive: str) -> float:
-    """P(Sieve label `positive`) for one line, from all labels' probabilities (k=-1) so that label
-    order and fastText's top-1 choice do not matter; lone surrogates are replaced, not fatal."""
-    try:
-        labels, probs = model.predict(line, k=-1)
-    except (TypeError, ValueError, UnicodeEncodeError):
-        labels, probs = model.predict(line.encode("utf-8", "replace").decode("utf-8"), k=-1)
-    for label, prob in zip(labels, probs):
-        if spec.sieve_label(label) == positive:
-            return min(max(float(prob), 0.0), 1.0)
-    return 0.0

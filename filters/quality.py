@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.models import ModelError, load_fasttext, predict_probability, prepare_text
+from filters.classifier import load_classifier
+from filters.models import ModelError
 
 DEFAULT_MODEL = "sieve-quality"
 DEFAULT_MAX_CHARS = 5_000  # the first 5,000 characters: enough to judge, bounded cost per document
@@ -19,11 +20,7 @@ DEFAULT_MAX_CHARS = 5_000  # the first 5,000 characters: enough to judge, bounde
 
 def quality_score(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:
     """P("high") of `text` (0.0 for text without words: nothing to call high quality)."""
-    line = prepare_text(text, max_chars)
-    if not line:
-        return 0.0
-    classifier, spec = load_fasttext(model)
-    return predict_probability(classifier, spec, line, "high")
+    return load_classifier(model).probability(text, "high", max_chars)
 
 
 def classify_quality(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, float]:

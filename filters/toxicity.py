@@ -10,7 +10,8 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.models import ModelError, load_fasttext, predict_probability, prepare_text
+from filters.classifier import load_classifier
+from filters.models import ModelError
 
 NSFW_MODEL = "sieve-nsfw"
 HATE_MODEL = "sieve-hate"
@@ -18,11 +19,7 @@ DEFAULT_MAX_CHARS = 5_000
 
 
 def _probability(text: str, model: str, positive: str, max_chars: int) -> float:
-    line = prepare_text(text, max_chars)
-    if not line:
-        return 0.0
-    classifier, spec = load_fasttext(model)
-    return predict_probability(classifier, spec, line, positive)
+    return load_classifier(model).probability(text, positive, max_chars)
 
 
 def nsfw_score(text: str, *, model: str = NSFW_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:

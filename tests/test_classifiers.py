@@ -14,7 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fasttext
+
 from filters import Document
+from filters.classifier import Classifier, document_tokens
 from filters.models import ModelError, REGISTRY, download, prepare_text, resolve_model
 from filters.quality import QualityFilter, classify_quality
 from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
@@ -87,6 +90,74 @@ def test_prepare_text_matches_reference_on_real_text(shared_data):
     docs += [t for t, _ in _davidson(shared_data)[:2000]]
     assert all(prepare_text(t, 5000) == reference_prepare(t[:5000]) for t in docs)
     assert prepare_text("“Don’t,” she said — «fine».") == '" don \' t , " she said — " fine " .'
+
+
+def _library_probabilities(model, text: str, max_chars: int | None) -> dict[str, float]:
+    """What the fasttext library says about `prepare_text(text, max_chars)` (no line: nothing)."""
+    line = prepare_text(text, max_chars)
+    if not line:
+        return {}
+    labels, probs = model.predict(line.encode("utf-8", "replace").decode("utf-8"), k=-1)
+    return {label.removeprefix("__label__"): min(float(p), 1.0) for label, p in zip(labels, probs)}
+
+
+def _assert_compiled_equals_library(name_or_path: str, texts: list[str]) -> None:
+    compiled = Classifier(name_or_path)
+    assert compiled.fast is not None  # the compiled path, not the library
+    library = fasttext.load_model(str(resolve_model(name_or_path)))
+    for text in texts:
+        for max_chars in (5000, None):
+            expected = _library_probabilities(library, text, max_chars)
+            for label in compiled.fast.labels:
+                got = compiled.probability(text, compiled.spec.sieve_label(label), max_chars)
+                assert got == pytest.approx(expected.get(label, 0.0), abs=1e-6), (name_or_path, text[:80])
+
+
+TRICKY = ["", " \n\t", "\x00", "a\x00b c", "__label__high the cat __label__", "“Don’t,” she said — «fine».",
+          "a\udcffb c\udcfe", "İstanbul ẞ ÇAĞ", "中文，字。", "\x1c\x1f\x85\xa0\u2028 z", "</s> the </s>"]
+
+
+def test_compiled_classifiers_equal_the_fasttext_library(shared_data):
+    import gzip
+    import json
+
+    docs = [json.loads(line)["text"] for line in gzip.open(
+        shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt")][:300]
+    tweets = [t for t, _ in _davidson(shared_data)[:500]]
+    for name in ("sieve-quality", "sieve-hate", "sieve-nsfw"):
+        _assert_compiled_equals_library(name, docs + tweets + TRICKY)
+
+
+def test_compiled_classifier_of_an_unquantized_model(tmp_path):
+    rng = random.Random(2)
+    good = [" ".join(rng.choice(["river", "bridge", "valley", "museum", "é", "“quoted”"]) for _ in range(30))
+            for _ in range(60)]
+    bad = [" ".join(rng.choice(["cheap", "buy", "now", "click", "free", "!"]) for _ in range(30)) for _ in range(60)]
+    (tmp_path / "good.txt").write_text("\n\n".join(good))
+    (tmp_path / "bad.txt").write_text("\n\n".join(bad))
+    out = tmp_path / "m.bin"
+    assert train_main(["binary", "--pos-label", "good", "--neg-label", "spam", "--positive", str(tmp_path / "good.txt"),
+                       "--negative", str(tmp_path / "bad.txt"), "--no-quantize", "--word-ngrams", "3",
+                       "--out", str(out)]) == 0
+    _assert_compiled_equals_library(str(out), good[:20] + bad[:20] + TRICKY + ["river cheap unknownword bridge"])
+
+
+def test_models_with_subwords_use_the_library():
+    lid = Classifier("lid176")  # character n-grams and a hierarchical softmax: not the compiled kind
+    assert lid.fast is None and lid.library is not None
+    assert lid.probability("This is plainly a sentence written in English.", "en", None) > 0.5
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x2FFFF), st.sampled_from(
+    "“”„«»‘’‚.,!?;:()[]{}\"'…—– \n\t\x00\x1c\x85\xa0\u2028\u3000İẞ\udcff")), max_size=80),
+       st.sampled_from([None, 5, 40]))
+def test_compiled_tokens_are_prepare_text_as_fasttext_splits_it(text, max_chars):
+    tokens = document_tokens((text, max_chars))
+    got = [bytes(tokens.buf[a:b]) for a, b in zip(tokens.starts, tokens.ends)]
+    line = prepare_text(text, max_chars).encode("utf-8", "replace")
+    assert got == [w for w in line.replace(b"\x00", b" ").split(b" ") if w]
+    assert tokens.nonempty == bool(line)
 
 
 def _davidson(shared_data) -> list[tuple[str, str]]:
