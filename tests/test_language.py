@@ -23,7 +23,7 @@ BCP47_TO_LID = {"nb": "no"}
 
 
 def _lid_labels() -> set[str]:
-    return {label.removeprefix("__label__") for label in _load_model("lid176").get_labels()}
+    return set(_load_model("lid176").labels)
 
 
 def test_identify_language_returns_code_and_python_float() -> None:
@@ -116,6 +116,33 @@ def test_udhr_major_languages(udhr_texts: dict[str, tuple[str, str]]) -> None:
         filt.annotate(doc)
         correct += doc.signals["language"] == gold
     assert correct / len(UDHR_MAJOR) >= 0.95
+
+
+def _library_best(model, line: str) -> tuple[str, float]:
+    labels, probs = model.predict(line.encode("utf-8", "replace").decode("utf-8"))
+    return labels[0].removeprefix("__label__"), float(probs[0])
+
+
+def test_compiled_lid_equals_the_fasttext_library(shared_data: Path, udhr_texts: dict[str, tuple[str, str]]) -> None:
+    """lid.176 (character n-grams, hierarchical softmax, quantized) predicted in compiled code
+    gives fastText's label and probability: measured equal to the last bit."""
+    import fasttext
+
+    from filters.models import resolve_model
+
+    library = fasttext.load_model(str(resolve_model("lid176")))
+    with (shared_data / "langid" / "tatoeba" / "tatoeba_long.tsv").open(encoding="utf-8", newline="") as handle:
+        lines = [row["text"] for row in csv.DictReader(handle, delimiter="\t")]
+    lines += [text[:2000] for _, text in udhr_texts.values()]
+    lines += ["a", "</s>", "x </s> y", "__label__en hello there", "a\udcffb", "\x00\x00 hi", "x" * 5000,
+              "ÇAĞ İstanbul\u00a0\u2028hé", "\t\x0b\x0c\r mixed"]
+    compiled = _load_model("lid176")
+    assert compiled.compiled is not None
+    for line in lines:
+        line = line.replace("\n", " ")
+        got = compiled.best_label(line)
+        expected = _library_best(library, line)
+        assert got[0] == expected[0] and got[1] == pytest.approx(expected[1], abs=1e-6), line[:80]
 
 
 def test_udhr_all_languages_known_to_lid176(udhr_texts: dict[str, tuple[str, str]]) -> None:
