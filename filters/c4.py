@@ -30,8 +30,9 @@ POLICY_SUBSTRINGS: tuple[str, ...] = ("terms of use", "privacy policy", "cookie 
 _POLICY = re.compile("|".join(POLICY_SUBSTRINGS))
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
 # Inside a line a sentence ends at ., ! or ? (maybe closing a quote) followed by a space; every kept
-# line also ends one. str.count is ~10x faster than a regex scan and close to C4's nltk count.
-_SENTENCE_BREAKS = tuple(mark + quote + " " for mark in ".!?" for quote in ("", '"', "\u201d"))
+# line also ends one (close to C4's nltk count). One regex pass: str.count of the nine two- and
+# three-character breaks was 4x slower on real pages (slow on non-ASCII strings).
+_SENTENCE_BREAK = re.compile('[.!?]["\u201d]? ')
 
 
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s]")  # runs of letters/digits, or single symbols
@@ -109,7 +110,7 @@ def c4_signals(text: str, *, min_words_per_line: int = 3, max_word_length: int =
     signals = {
         "c4_lines": len(lines),
         "c4_lines_kept": len(kept),
-        "c4_sentences": len(kept) + sum(map(kept_text.count, _SENTENCE_BREAKS)),
+        "c4_sentences": len(kept) + len(_SENTENCE_BREAK.findall(kept_text)),
         "c4_javascript_lines": javascript_lines,
         "c4_policy_lines": policy_lines,
         "c4_lorem_ipsum": lorem_ipsum,

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filters import Document, filter_class
 from filters.pii import (EMAIL_PLACEHOLDER, IP_PLACEHOLDER, PHONE_PLACEHOLDER, PIIFilter,
@@ -142,3 +144,11 @@ def test_pii_filter_toggles_and_decide() -> None:
     assert PIIFilter().filter(Document(doc_id="3", text=text)) == (True, None)
     with pytest.raises(ValueError):
         PIIFilter({"max_pii": -1})
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789abcdefABCg:.%_ x\n")), max_size=80))
+def test_ipv6_search_in_hex_runs_finds_what_a_full_scan_finds(text: str) -> None:
+    from filters.pii import _IPV6_CANDIDATE, _ipv6_candidates
+
+    assert [m.span() for m in _ipv6_candidates(text)] == [m.span() for m in _IPV6_CANDIDATE.finditer(text)]

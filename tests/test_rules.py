@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filters import Document, filter_class
+from filters import c4
 from filters.c4 import C4Filter, c4_signals, load_badwords
 from filters.fineweb import FineWebFilter, fineweb_signals
 from filters.gopher import GopherFilter, gopher_quality_filter, gopher_signals, ngram_char_fractions
@@ -377,3 +378,10 @@ def test_signal_schemas_match_annotations_and_registry() -> None:
         filt.annotate(doc)
         assert [f.name for f in filt.signal_schema()] == list(doc.signals)
         assert all(key.startswith(f"{name}_") for key in doc.signals)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('.!?"\u201d a\n')), max_size=60))
+def test_c4_sentence_breaks_count_each_break_once(text: str) -> None:
+    breaks = [mark + quote + " " for mark in ".!?" for quote in ("", '"', "\u201d")]
+    assert len(c4._SENTENCE_BREAK.findall(text)) == sum(text.count(b) for b in breaks)
