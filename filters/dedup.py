@@ -136,20 +136,20 @@ def text_hash(text: str) -> int:
     return _text_hash_of_codes(_normalized(text)[0])
 
 
+@njit(cache=True, nogil=True)
 def _ngram_hashes(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
     """32-bit hashes of the word n-grams (a text shorter than n words is one shingle)."""
     n = min(ngram, len(word_hashes))
-    if n == 0:
-        return np.zeros(0, dtype=np.uint32)
-    count = len(word_hashes) - n + 1
-    acc = word_hashes[:count].copy()
-    for j in range(1, n):
-        acc *= _NGRAM_BASE
-        acc += word_hashes[j: j + count]
-    acc ^= acc >> np.uint64(29)
-    acc *= np.uint64(0xBF58476D1CE4E5B9)
-    acc ^= acc >> np.uint64(32)
-    return (acc & _U32).astype(np.uint32)
+    out = np.empty(len(word_hashes) - n + 1 if n else 0, np.uint32)
+    for i in range(len(out)):
+        acc = word_hashes[i]
+        for j in range(1, n):
+            acc = acc * _NGRAM_BASE + word_hashes[i + j]
+        acc ^= acc >> np.uint64(29)
+        acc *= np.uint64(0xBF58476D1CE4E5B9)
+        acc ^= acc >> np.uint64(32)
+        out[i] = np.uint32(acc & _U32)
+    return out
 
 
 def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:

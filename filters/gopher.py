@@ -122,21 +122,32 @@ def ngram_char_fractions(stats: TextStats) -> tuple[dict[int, float], dict[int, 
 
 
 @lru_cache(maxsize=8)
-def _stop_word_hashes(stop_words: tuple[str, ...]) -> np.ndarray:
-    """Word hashes of each stop word in lower, Title and UPPER case: shape (len(stop_words), 3)."""
+def _stop_word_table(stop_words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Open-addressing table of the word hashes of each stop word in lower, Title and UPPER
+    case: (hashes, index of the stop word; -1 = empty slot)."""
     variants = [v for w in stop_words for v in (w.lower(), w.capitalize(), w.upper())]
-    return TextStats(" ".join(variants)).word_hashes.reshape(len(stop_words), 3)
+    size = 1 << (2 * len(variants)).bit_length()
+    keys, owner = np.zeros(size, np.uint64), np.full(size, -1, np.int64)
+    for i, h in enumerate(TextStats(" ".join(variants)).word_hashes.tolist()):
+        slot = h & (size - 1)
+        while owner[slot] != -1 and keys[slot] != h:
+            slot = (slot + 1) & (size - 1)
+        keys[slot], owner[slot] = h, i // 3
+    return keys, owner
 
 
 @njit(cache=True, nogil=True)
-def _count_present(word_hashes: np.ndarray, variants: np.ndarray) -> int:
-    """How many rows of `variants` have a hash among `word_hashes`."""
-    found = np.zeros(variants.shape[0], np.bool_)
+def _count_present(word_hashes: np.ndarray, keys: np.ndarray, owner: np.ndarray, owners: int) -> int:
+    """How many owners have one of their hashes (table `keys` -> `owner`) among `word_hashes`."""
+    found = np.zeros(owners, np.bool_)
+    mask = np.uint64(len(keys) - 1)
     for h in word_hashes:
-        for row in range(variants.shape[0]):
-            for col in range(variants.shape[1]):
-                if variants[row, col] == h:
-                    found[row] = True
+        slot = h & mask
+        while owner[slot] != -1:
+            if keys[slot] == h:
+                found[owner[slot]] = True
+                break
+            slot = (slot + np.uint64(1)) & mask
     return int(found.sum())
 
 
@@ -144,7 +155,7 @@ def _stop_word_count(stats: TextStats, stop_words: tuple[str, ...]) -> int:
     """How many distinct stop words occur (as a whole token, in lower, Title or UPPER case)."""
     if not stop_words or stats.word_count == 0:
         return 0
-    return _count_present(stats.word_hashes, _stop_word_hashes(stop_words))
+    return _count_present(stats.word_hashes, *_stop_word_table(stop_words), len(stop_words))
 
 
 def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[str, Any]:
