@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from filters.base import batch_cache
-from filters.models import ModelSpec, ModelError, prepare_text, resolve_model, spec_for
+from filters.models import QUOTES, SPLIT_MARKS, ModelError, ModelSpec, prepare_text, resolve_model, spec_for
 from filters.text import _char_tables
 
 _MAGIC, _VERSION = 793712314, 12
@@ -32,15 +32,12 @@ _KSUB = 256  # centroids per product-quantizer subspace
 _EOS = b"</s>"
 _LABEL_PREFIX = np.frombuffer(b"__label__", dtype=np.uint8)
 _EOS_BYTES = np.frombuffer(_EOS, dtype=np.uint8)
-# prepare_text's rules as code-point tables: quote styles unified, these marks split off words.
-_QUOTE_MAP = {ord(k): ord(v) for k, v in (("“", '"'), ("”", '"'), ("„", '"'), ("«", '"'), ("»", '"'),
-                                          ("‘", "'"), ("’", "'"), ("‚", "'"))}
-_SPLIT_MARKS = ".,!?;:()[]{}\"'…—–"
+_FNV_OFFSET = np.uint32(2166136261)
 
 
 def _fnv1a(word: bytes) -> int:
     """fastText's word hash: 32-bit FNV-1a over the UTF-8 bytes, each byte sign-extended."""
-    h = 2166136261
+    h = int(_FNV_OFFSET)
     for byte in word:
         h = ((h ^ (byte | 0xFFFFFF00 if byte >= 0x80 else byte)) * 16777619) & 0xFFFFFFFF
     return h
@@ -49,14 +46,24 @@ def _fnv1a(word: bytes) -> int:
 _EOS_HASH = np.uint32(_fnv1a(_EOS))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fnv_step(h: np.uint32, byte: np.uint8) -> np.uint32:
+    """One byte of `_fnv1a` (the byte sign-extended, as fastText's `int8_t` cast does)."""
+    value = np.uint32(byte)
+    if value >= 0x80:
+        value |= np.uint32(0xFFFFFF00)
+    return np.uint32((h ^ value) * np.uint32(16777619))
+
+
 @lru_cache(maxsize=1)
 def _mark_table() -> np.ndarray:
-    """Per code point below 0x2100: 0 = plain, 1 = a mark split off words, else the quote it becomes."""
+    """prepare_text's rules by code point below 0x2100: 0 = plain, 1 = a mark split off words,
+    else the straight quote a curly one becomes."""
     table = np.zeros(0x2100, np.int32)
-    for mark in _SPLIT_MARKS:
+    for mark in SPLIT_MARKS:
         table[ord(mark)] = 1
-    for curly, straight in _QUOTE_MAP.items():
-        table[curly] = straight
+    for curly, straight in QUOTES:
+        table[ord(curly)] = ord(straight)
     return table
 
 
@@ -87,7 +94,7 @@ def _line_tokens(codes: np.ndarray, is_space: np.ndarray, marks: np.ndarray
     bytes, token starts, token ends, fastText hashes, whether the prepared line is non-empty).
 
     Tokens are runs between whitespace (Python's, as `str.split`) and NUL (fastText's); each
-    mark of `_SPLIT_MARKS` (after quotes are unified) is a token of its own.
+    mark of `SPLIT_MARKS` (after quotes are unified) is a token of its own.
     """
     buf = np.empty(4 * len(codes), np.uint8)
     starts = np.empty(len(codes) + 1, np.int32)  # int32: 12 bytes of scratch per character
@@ -122,12 +129,9 @@ def _line_tokens(codes: np.ndarray, is_space: np.ndarray, marks: np.ndarray
         count += 1
     hashes = np.empty(count, np.uint32)
     for t in range(count):
-        h = np.uint32(2166136261)
+        h = _FNV_OFFSET
         for i in range(starts[t], ends[t]):
-            byte = np.uint32(buf[i])
-            if byte >= 0x80:
-                byte |= np.uint32(0xFFFFFF00)
-            h = np.uint32((h ^ byte) * np.uint32(16777619))
+            h = _fnv_step(h, buf[i])
         hashes[t] = h
     return buf[:size], starts[:count], ends[:count], hashes, nonempty
 
@@ -164,12 +168,9 @@ def _split_bytes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if buf[i] == 32 or buf[i] == 0 or 9 <= buf[i] <= 13:
             i += 1
             continue
-        starts[count], h = i, np.uint32(2166136261)
+        starts[count], h = i, _FNV_OFFSET
         while i < len(buf) and not (buf[i] == 32 or buf[i] == 0 or 9 <= buf[i] <= 13):
-            byte = np.uint32(buf[i])
-            if byte >= 0x80:
-                byte |= np.uint32(0xFFFFFF00)
-            h = np.uint32((h ^ byte) * np.uint32(16777619))
+            h = _fnv_step(h, buf[i])
             i += 1
         ends[count], hashes[count] = i, h
         count += 1
@@ -246,14 +247,11 @@ def _subword_rows(word: np.ndarray, minn: int, maxn: int, bucket: int, keys: np.
     for i in range(size):
         if (scratch[i] & 0xC0) == 0x80:
             continue  # not the first byte of a character
-        h = np.uint32(2166136261)
+        h = _FNV_OFFSET
         j, n = i, 1
         while j < size and n <= maxn:
             while True:
-                byte = np.uint32(scratch[j])
-                if byte >= 0x80:
-                    byte |= np.uint32(0xFFFFFF00)
-                h = np.uint32((h ^ byte) * np.uint32(16777619))
+                h = _fnv_step(h, scratch[j])
                 j += 1
                 if j >= size or (scratch[j] & 0xC0) != 0x80:
                     break

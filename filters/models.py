@@ -27,9 +27,10 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "models"
 _URL_SCHEMES = ("http://", "https://", "file://")
 
 # Curly and angle quotes become straight ones; then these marks are split off the words.
-_QUOTES: tuple[tuple[str, str], ...] = (("“", '"'), ("”", '"'), ("„", '"'), ("«", '"'), ("»", '"'),
-                                        ("‘", "'"), ("’", "'"), ("‚", "'"))
-_PUNCT = re.compile(r"""[.,!?;:()\[\]{}"'…—–]""")
+QUOTES: tuple[tuple[str, str], ...] = (("“", '"'), ("”", '"'), ("„", '"'), ("«", '"'), ("»", '"'),
+                                       ("‘", "'"), ("’", "'"), ("‚", "'"))
+SPLIT_MARKS = ".,!?;:()[]{}\"'…—–"
+_PUNCT = re.compile(f"[{re.escape(SPLIT_MARKS)}]")
 
 
 def prepare_text(text: str, max_chars: int | None = None) -> str:
@@ -45,7 +46,7 @@ def _normalize(text: str) -> str:
     # and a templated sub, with the same result (tests compare them on real and random text).
     text = text.lower()
     if not text.isascii():
-        for curly, straight in _QUOTES:
+        for curly, straight in QUOTES:
             if curly in text:
                 text = text.replace(curly, straight)
     return " ".join(_PUNCT.sub(_pad, text).split())
