@@ -275,7 +275,6 @@ def _vocabulary_subwords(vocab: np.ndarray, offsets: np.ndarray, minn: int, maxn
     scratch = np.empty(longest + 2, np.uint8)
     out = np.empty(maxn * (longest + 2), np.int64)
     starts = np.zeros(len(offsets), np.int64)
-    rows = np.empty(0, np.int64)
     chunks = []
     for w in range(len(offsets) - 1):
         word = vocab[offsets[w]: offsets[w + 1]]
