@@ -33,17 +33,7 @@ TOP_NGRAM_SIZES: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAM_SIZES: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
 _BASE = np.uint64(0xA0761D6478BD642F)  # dense odd base of the polynomial n-gram hash
-
-
-@njit(cache=True, nogil=True)
-def _covered_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:
-    """Characters of the words covered by the n-grams at `starts` (ascending positions)."""
-    total, covered_to = 0, 0
-    for start in starts:
-        for word in range(max(start, covered_to), start + n):
-            total += word_lengths[word]
-        covered_to = max(covered_to, start + n)
-    return total
+_KEY, _LEVEL, _COUNT, _FIRST = 0, 1, 2, 3  # the columns of the n-gram table
 
 
 @njit(cache=True, nogil=True)
@@ -54,56 +44,82 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
 
     Level by level from words up: n-grams are counted in an open-addressing table of their
     64-bit polynomial hashes. An n-gram can repeat only where the two (n-1)-grams inside it
-    repeat, so each level counts just those positions, and counting stops once nothing repeats.
+    repeat, so each level counts just those positions (and extends just their hashes), and
+    counting stops once nothing repeats. Table slots and repeat marks carry the level that
+    wrote them, so nothing is cleared between levels.
     The top n-gram is the most frequent one; ties: more characters, then first in the text.
     """
     m = len(tokens)
     top = np.zeros(max_n + 1, np.int64)
     dup = np.zeros(max_n + 1, np.int64)
     prefix_chars = np.zeros(m + 1, np.int64)
-    prefix_chars[1:] = np.cumsum(word_lengths)
+    for i in range(m):
+        prefix_chars[i + 1] = prefix_chars[i] + word_lengths[i]
     size = 4
     while size < 2 * m:
         size *= 2
-    keys = np.empty(size, np.uint64)
-    used = np.zeros(size, np.bool_)
-    counts = np.zeros(size, np.int64)
-    first = np.zeros(size, np.int64)
+    mask = np.uint64(size - 1)
+    # One row per slot (key, level, count, first position): a probe touches one cache line.
+    # A slot is in use at level n iff its level is n.
+    table = np.zeros((size, 4), np.uint64)
     slot_of = np.empty(m, np.int64)
+    repeats_at = np.zeros(m, np.int64)  # position i's n-gram repeats iff it holds n
     positions = np.arange(m)  # the positions that may repeat at this level, ascending
-    repeated = np.zeros(m, np.bool_)
-    hashes = tokens.copy()
+    count = m
+    hashes = tokens.copy()  # hashes[i]: the n-gram at i, for i in positions
+    one = np.uint64(1)
     for n in range(1, max_n + 1):
-        used[:] = False
-        for k, i in enumerate(positions):
-            slot = np.int64(hashes[i] & np.uint64(size - 1))
-            while used[slot] and keys[slot] != hashes[i]:
-                slot = (slot + 1) & (size - 1)
-            if not used[slot]:
-                used[slot], keys[slot], counts[slot], first[slot] = True, hashes[i], 0, i
-            counts[slot] += 1
+        this_level = np.uint64(n)  # unsigned throughout: numba compares int64 with uint64 as floats
+        for k in range(count):
+            i, h = positions[k], hashes[positions[k]]
+            slot = h & mask
+            while table[slot, _LEVEL] == this_level and table[slot, _KEY] != h:
+                slot = (slot + one) & mask
+            if table[slot, _LEVEL] != this_level:
+                table[slot, _KEY], table[slot, _LEVEL], table[slot, _COUNT] = h, this_level, 0
+                table[slot, _FIRST] = np.uint64(i)
+            table[slot, _COUNT] += one
             slot_of[k] = slot
-        is_repeat = counts[slot_of[: len(positions)]] >= 2
-        if not is_repeat.any():
+        any_repeat = False
+        for k in range(count):
+            if table[slot_of[k], _COUNT] >= np.uint64(2):
+                repeats_at[positions[k]] = n
+                any_repeat = True
+        if not any_repeat:
             break
-        if 2 <= n <= 4:
-            best, best_chars, best_slot = 0, -1, -1
-            for k, i in enumerate(positions):
-                slot = slot_of[k]
-                if is_repeat[k] and first[slot] == i:  # each repeated n-gram once, where it starts
-                    chars = prefix_chars[i + n] - prefix_chars[i]
-                    if counts[slot] > best or (counts[slot] == best and chars > best_chars):
-                        best, best_chars, best_slot = counts[slot], chars, slot
-            top[n] = _covered_chars(positions[slot_of[: len(positions)] == best_slot], n, word_lengths)
-        if n >= 5:
-            dup[n] = _covered_chars(positions[is_repeat], n, word_lengths)
-        if n == max_n or n == m:
+        if n >= 2:
+            best_slot = -1  # the top n-gram's slot (n <= 4)
+            if n <= 4:
+                best, best_chars = 0, -1
+                for k in range(count):
+                    i, slot = positions[k], slot_of[k]
+                    times = np.int64(table[slot, _COUNT])
+                    if times >= 2 and np.int64(table[slot, _FIRST]) == i:  # each repeated n-gram once, where it starts
+                        chars = prefix_chars[i + n] - prefix_chars[i]
+                        if times > best or (times == best and chars > best_chars):
+                            best, best_chars, best_slot = times, chars, slot
+            covered, covered_to = 0, 0  # characters of the words under the counted n-grams, once each
+            for k in range(count):
+                i = positions[k]
+                counts_here = slot_of[k] == best_slot if n <= 4 else repeats_at[i] == n
+                if counts_here and i + n > covered_to:
+                    covered += prefix_chars[i + n] - prefix_chars[max(i, covered_to)]
+                    covered_to = i + n
+            if n <= 4:
+                top[n] = covered
+            else:
+                dup[n] = covered
+        if n == max_n:
             break
-        repeated[:] = False
-        repeated[positions[is_repeat]] = True
-        hashes[: m - n] = hashes[: m - n] * _BASE + tokens[n:]
-        positions = np.flatnonzero(repeated[: m - n] & repeated[1: m - n + 1])
-        if len(positions) < 2:
+        kept = 0
+        for k in range(count):
+            i = positions[k]
+            if i + n < m and repeats_at[i] == n and repeats_at[i + 1] == n:
+                hashes[i] = hashes[i] * _BASE + tokens[i + n]
+                positions[kept] = i
+                kept += 1
+        count = kept
+        if count < 2:
             break
     return top, dup
 
