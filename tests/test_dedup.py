@@ -80,6 +80,27 @@ def test_normalize_matches_reference_on_real_text(cc_docs):
         assert text_hash(text) == xxhash.xxh3_64_intdigest(reference_normalize(text).encode())
 
 
+def test_normalize_folds_every_code_point_as_the_reference():
+    # Each code point of the fold table, inside a word and beside capital sigmas (whose lower
+    # case depends on the neighbours, so those texts take str.lower first). Past the table code
+    # points fold to themselves and count as word characters (U+30000 is a CJK ideograph).
+    for code in list(range(0x30000)) + [0x30000, 0x3134A]:
+        char = chr(code)
+        for text in (f"a{char}b {char}", f"\u03a3{char}\u03a3 \u03a3{char}"):
+            assert normalize_text(text) == reference_normalize(text), hex(code)
+
+
+def test_normalize_matches_reference_on_many_languages(shared_data):
+    import csv
+
+    with (shared_data / "langid" / "tatoeba" / "tatoeba_long.tsv").open(encoding="utf-8", newline="") as handle:
+        sentences = [row["text"] for row in csv.DictReader(handle, delimiter="\t")]
+    assert len(sentences) > 400
+    for text in sentences + [" ".join(sentences)]:
+        assert normalize_text(text) == reference_normalize(text)
+        assert text_hash(text) == xxhash.xxh3_64_intdigest(reference_normalize(text).encode("utf-8", "surrogatepass"))
+
+
 @pytest.mark.parametrize("scheme", ["affine32", "legacy"])
 def test_signature_equals_datasketch(cc_docs, scheme):
     """Same hash values as datasketch fed our shingles and shingle hash, both permutation schemes."""
