@@ -147,8 +147,26 @@ def test_pii_filter_toggles_and_decide() -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("0123456789abcdefABCg:.%_ x\n")), max_size=80))
+@given(st.text(alphabet=st.sampled_from(list("0123456789abcdefABCg:.%_ x\n\u00e9")), max_size=80))
 def test_ipv6_search_in_hex_runs_finds_what_a_full_scan_finds(text: str) -> None:
     from filters.pii import _IPV6_CANDIDATE, _ipv6_candidates
 
     assert [m.span() for m in _ipv6_candidates(text)] == [m.span() for m in _IPV6_CANDIDATE.finditer(text)]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789 ().+-x\u0663\n")), max_size=80))
+def test_digit_runs_are_the_regex_matches(text: str) -> None:
+    from filters.pii import _DIGIT_RUN, _digit_runs
+
+    assert _digit_runs(text) == [m.span() for m in _DIGIT_RUN.finditer(text)]
+
+
+def test_candidate_scans_equal_the_regexes_on_real_text(shared_data: Path) -> None:
+    from filters.pii import _DIGIT_RUN, _IPV6_CANDIDATE, _digit_runs, _ipv6_candidates
+
+    texts = [json.loads(line)["text"] for line in gzip.open(
+        shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt")][:300]
+    for text in texts:
+        assert _digit_runs(text) == [m.span() for m in _DIGIT_RUN.finditer(text)]
+        assert [m.span() for m in _ipv6_candidates(text)] == [m.span() for m in _IPV6_CANDIDATE.finditer(text)]
