@@ -24,7 +24,7 @@ from numba import njit
 from pydantic import Field, field_validator
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.text import ELLIPSES, TextStats, duplicate_count_and_chars, safe_ratio, text_stats
+from filters.text import TextStats, safe_ratio, text_stats
 
 STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
 BULLETS: tuple[str, ...] = ("\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25e6", "\u2023", "\u2043",
@@ -177,24 +177,23 @@ def _stop_word_count(stats: TextStats, stop_words: tuple[str, ...]) -> int:
 def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[str, Any]:
     """All Gopher signals of `text`, keyed by their `gopher_*` column names."""
     stats = text_stats(text)
-    lines, paragraphs = stats.lines, stats.paragraphs
-    n_words, n_lines = stats.word_count, len(lines)
+    n_words, n_lines = stats.word_count, stats.line_count
     dup_lines, dup_line_chars = stats.duplicate_lines
-    dup_paras, dup_para_chars = duplicate_count_and_chars(paragraphs)
+    dup_paras, dup_para_chars = stats.duplicate_paragraphs
     top, dup = ngram_char_fractions(stats)
     signals: dict[str, Any] = {
         "gopher_word_count": n_words,
         "gopher_mean_word_length": safe_ratio(stats.word_chars, n_words),
-        "gopher_hash_word_ratio": safe_ratio(text.count("#"), n_words),
-        "gopher_ellipsis_word_ratio": safe_ratio(text.count("...") + text.count("\u2026"), n_words),
-        "gopher_bullet_lines_frac": safe_ratio(sum(1 for ln in lines if ln.startswith(BULLETS)), n_lines),
-        "gopher_ellipsis_lines_frac": safe_ratio(sum(1 for ln in lines if ln.endswith(ELLIPSES)), n_lines),
+        "gopher_hash_word_ratio": safe_ratio(stats.hash_marks, n_words),
+        "gopher_ellipsis_word_ratio": safe_ratio(stats.ellipses, n_words),
+        "gopher_bullet_lines_frac": safe_ratio(stats.lines_starting_with(BULLETS), n_lines),
+        "gopher_ellipsis_lines_frac": safe_ratio(stats.ellipsis_lines, n_lines),
         "gopher_alpha_words_frac": safe_ratio(n_words - stats.no_letter_words, n_words),
         "gopher_stop_words": _stop_word_count(stats, stop_words),
         "gopher_dup_lines_frac": safe_ratio(dup_lines, n_lines),
         "gopher_dup_line_chars_frac": safe_ratio(dup_line_chars, stats.line_chars),
-        "gopher_dup_paragraphs_frac": safe_ratio(dup_paras, len(paragraphs)),
-        "gopher_dup_paragraph_chars_frac": safe_ratio(dup_para_chars, sum(map(len, paragraphs))),
+        "gopher_dup_paragraphs_frac": safe_ratio(dup_paras, stats.paragraph_count),
+        "gopher_dup_paragraph_chars_frac": safe_ratio(dup_para_chars, stats.paragraph_chars),
     }
     signals.update({f"gopher_top_{n}gram_chars_frac": top[n] for n in TOP_NGRAM_SIZES})
     signals.update({f"gopher_dup_{n}gram_chars_frac": dup[n] for n in DUP_NGRAM_SIZES})

@@ -8,7 +8,6 @@ instead of three times. The cache is keyed by the string itself: a hit costs one
 """
 from __future__ import annotations
 
-import re
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -23,10 +22,6 @@ TERMINAL_PUNCTUATION: tuple[str, ...] = (
     "\u3002", "\uff01", "\uff1f", "\uff0e", "\u0964", "\u0965", "\u061f", "\u06d4",
     "\u1362", "\u1367", "\u104b", "\u17d4", "\u0589", "\u037e",
 )
-
-ELLIPSES: tuple[str, ...] = ("...", "\u2026")
-
-_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 
 # Words are found in one compiled pass over the text's code points: no Python object per word.
 # The tables say which code points are whitespace (exactly str.split's set) and which are letters
@@ -51,6 +46,17 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray]:
 def _codes(text: str) -> np.ndarray:
     """The code points of `text` (lone surrogates included) as uint32."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64) -> np.uint64:
+    """splitmix64's finalizer: every input bit reaches every output bit."""
+    h ^= h >> np.uint64(30)
+    h *= _MIX1
+    h ^= h >> np.uint64(27)
+    h *= _MIX2
+    h ^= h >> np.uint64(31)
+    return h
 
 
 @njit(cache=True, nogil=True)
@@ -83,53 +89,156 @@ def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
             h += (np.uint64(codes[i]) + np.uint64(1)) * power
             power *= _HASH_BASE
             i += 1
-        h ^= h >> np.uint64(30)
-        h *= _MIX1
-        h ^= h >> np.uint64(27)
-        h *= _MIX2
-        h ^= h >> np.uint64(31)
-        lengths[word], hashes[word] = i - start, h
+        lengths[word], hashes[word] = i - start, _mix(h)
         no_letter += not letter
         word += 1
     return lengths, hashes, no_letter
 
 
-def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
-    """How many items repeat an earlier item, and their total characters (first copies excluded)."""
-    seen: set[str] = set()
-    dup_items = dup_chars = 0
-    for item in items:
-        if item in seen:
-            dup_items += 1
-            dup_chars += len(item)
+@njit(cache=True, nogil=True)
+def _span_hash(codes: np.ndarray, start: int, end: int) -> np.uint64:
+    """The word hash of codes[start:end] (equal spans, equal hashes)."""
+    h, power = np.uint64(0), np.uint64(1)
+    for i in range(start, end):
+        h += (np.uint64(codes[i]) + np.uint64(1)) * power
+        power *= _HASH_BASE
+    return _mix(h)
+
+
+@njit(cache=True, nogil=True)
+def _line_arrays(codes: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""The stripped non-empty lines (text split at "\n") and the paragraphs, in one pass.
+
+    Returns (lines, paragraphs, ellipsis_lines, counts): `lines` holds each line's (start, end,
+    first code point, last code point), `paragraphs` each paragraph's (start, end); a paragraph
+    is a run of non-empty lines between lines that are empty or only whitespace, stripped, as
+    `re.split(r"\n[^\S\n]*\n\s*")` cuts them; `ellipsis_lines` flags the lines ending in "..."
+    or U+2026; counts = ("#", "..." + U+2026 as str.count counts them, "\n").
+    """
+    last = len(is_space) - 1
+    n = len(codes)
+    lines = np.empty((n // 2 + 1, 4), np.int64)
+    ellipsis_lines = np.zeros(n // 2 + 1, np.bool_)
+    paragraphs = np.empty((n // 2 + 1, 2), np.int64)
+    count = n_paragraphs = 0
+    hash_marks = ellipses = dots = newlines = 0
+    paragraph_start = paragraph_end = -1
+    i = 0
+    while i <= n:
+        line_start = i
+        while i < n:  # to the end of the line, counting the marks
+            code = codes[i]
+            if code < 47:
+                if code == 10:
+                    break
+                if code == 46:  # ".": every third of a run of dots ends a "..."
+                    dots = dots + 1 if i > line_start and codes[i - 1] == 46 else 1
+                    if dots == 3:
+                        ellipses += 1
+                        dots = 0
+                elif code == 35:
+                    hash_marks += 1
+            elif code == 0x2026:
+                ellipses += 1
+            i += 1
+        start, end = line_start, i
+        newlines += i < n
+        i += 1
+        while start < end and is_space[min(codes[start], last)]:
+            start += 1
+        while end > start and is_space[min(codes[end - 1], last)]:
+            end -= 1
+        if start == end:  # empty or only whitespace: ends a paragraph
+            if paragraph_start >= 0:
+                paragraphs[n_paragraphs, 0], paragraphs[n_paragraphs, 1] = paragraph_start, paragraph_end
+                n_paragraphs += 1
+                paragraph_start = -1
+            continue
+        lines[count, 0], lines[count, 1], lines[count, 2], lines[count, 3] = start, end, codes[start], codes[end - 1]
+        ellipsis_lines[count] = codes[end - 1] == 0x2026 or (
+            end - start >= 3 and codes[end - 1] == 46 and codes[end - 2] == 46 and codes[end - 3] == 46)
+        count += 1
+        if paragraph_start < 0:
+            paragraph_start = start
+        paragraph_end = end
+    if paragraph_start >= 0:
+        paragraphs[n_paragraphs, 0], paragraphs[n_paragraphs, 1] = paragraph_start, paragraph_end
+        n_paragraphs += 1
+    counts = np.array([hash_marks, ellipses, newlines], np.int64)
+    return lines[:count].copy(), paragraphs[:n_paragraphs].copy(), ellipsis_lines[:count].copy(), counts
+
+
+@njit(cache=True, nogil=True)
+def _duplicates(codes: np.ndarray, spans: np.ndarray) -> tuple[int, int]:
+    """(how many of the spans codes[start:end] repeat an earlier one, their total length).
+
+    Only spans whose length another span shares can repeat: just those are hashed (the word
+    hash) and counted in an open-addressing table of (hash, length)."""
+    n = len(spans)
+    lengths = spans[:, 1] - spans[:, 0]
+    order = np.argsort(lengths)
+    size = 4
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    keys = np.empty(size, np.uint64)
+    key_lengths = np.full(size, -1, np.int64)
+    repeats = repeated_chars = 0
+    for k in range(n):
+        span = order[k]
+        length = lengths[span]
+        if not ((k > 0 and lengths[order[k - 1]] == length) or (k + 1 < n and lengths[order[k + 1]] == length)):
+            continue  # no other span this long
+        h = _span_hash(codes, spans[span, 0], spans[span, 1])
+        slot = h & mask
+        while key_lengths[slot] != -1 and not (keys[slot] == h and key_lengths[slot] == length):
+            slot = (slot + np.uint64(1)) & mask
+        if key_lengths[slot] == -1:
+            keys[slot], key_lengths[slot] = h, length
         else:
-            seen.add(item)
-    return dup_items, dup_chars
+            repeats += 1
+            repeated_chars += length
+    return repeats, repeated_chars
+
+
+@njit(cache=True, nogil=True)
+def _count_in(values: np.ndarray, members: np.ndarray) -> int:
+    """How many of `values` are among `members` (a few code points)."""
+    found = 0
+    for value in values:
+        for member in members:
+            if value == member:
+                found += 1
+                break
+    return found
 
 
 class TextStats:
     """Lazily computed views of one text; each view is computed at most once.
 
-    `lines` are the stripped, non-empty lines; words are the whitespace tokens of `str.split()`
-    (as in dolma's Gopher tagger: punctuation stays attached, which changes mean word lengths by
-    ~0.2), held as numpy arrays of lengths and hashes rather than Python strings.
+    Lines are the stripped, non-empty lines of `text.split("\n")`; paragraphs are the runs of
+    lines between blank ones (see `_line_arrays`); words are the whitespace tokens of
+    `str.split()` (as in dolma's Gopher tagger: punctuation stays attached, which changes mean
+    word lengths by ~0.2). All are found in compiled passes over the code points and held as
+    numpy arrays of positions, lengths and hashes rather than Python strings; equal lines
+    (paragraphs, words) have equal hashes, and different ones practically never collide.
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
 
     @cached_property
-    def lines(self) -> list[str]:
-        return [line for line in map(str.strip, self.text.split("\n")) if line]
-
-    @cached_property
-    def line_chars(self) -> int:
-        return sum(map(len, self.lines))
+    def codes(self) -> np.ndarray:
+        return _codes(self.text)
 
     @cached_property
     def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(lengths, hashes, number without a letter) of the whitespace tokens."""
-        return _word_arrays(_codes(self.text), *_char_tables())
+        return _word_arrays(self.codes, *_char_tables())
+
+    @cached_property
+    def _lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return _line_arrays(self.codes, _char_tables()[0])
 
     @property
     def word_count(self) -> int:
@@ -155,17 +264,84 @@ class TextStats:
         return int(self.word_lengths.sum())
 
     @cached_property
-    def paragraphs(self) -> list[str]:
-        return [p for p in map(str.strip, _PARAGRAPH_BREAK.split(self.text)) if p]
+    def lines(self) -> list[str]:
+        """The lines as strings (for rules that match patterns inside lines)."""
+        return [self.text[start:end] for start, end in self._lines[0][:, :2].tolist()]
+
+    @property
+    def line_count(self) -> int:
+        return len(self._lines[0])
+
+    @cached_property
+    def line_lengths(self) -> np.ndarray:
+        spans = self._lines[0]
+        return spans[:, 1] - spans[:, 0]
+
+    @cached_property
+    def line_chars(self) -> int:
+        return int(self.line_lengths.sum())
 
     @cached_property
     def duplicate_lines(self) -> tuple[int, int]:
         """(number of repeated lines, characters in them), first occurrences excluded."""
-        return duplicate_count_and_chars(self.lines)
+        return _duplicates(self.codes, self._lines[0][:, :2])
+
+    def lines_starting_with(self, chars: tuple[str, ...]) -> int:
+        """Lines whose first character is one of `chars` (single characters)."""
+        return _count_in(self._lines[0][:, 2], _code_points(chars))
+
+    def lines_ending_with(self, chars: tuple[str, ...]) -> int:
+        """Lines whose last character is one of `chars` (single characters)."""
+        return _count_in(self._lines[0][:, 3], _code_points(chars))
 
     @cached_property
     def lines_ending_in_punctuation(self) -> int:
-        return sum(1 for line in self.lines if line.endswith(TERMINAL_PUNCTUATION))
+        return self.lines_ending_with(TERMINAL_PUNCTUATION)
+
+    @cached_property
+    def ellipsis_lines(self) -> int:
+        """Lines ending in "..." or U+2026."""
+        return int(self._lines[2].sum())
+
+    @property
+    def paragraph_count(self) -> int:
+        return len(self._lines[1])
+
+    @cached_property
+    def paragraph_lengths(self) -> np.ndarray:
+        spans = self._lines[1]
+        return spans[:, 1] - spans[:, 0]
+
+    @cached_property
+    def paragraph_chars(self) -> int:
+        return int(self.paragraph_lengths.sum())
+
+    @cached_property
+    def duplicate_paragraphs(self) -> tuple[int, int]:
+        """(number of repeated paragraphs, characters in them), first occurrences excluded."""
+        return _duplicates(self.codes, self._lines[1])
+
+    @property
+    def hash_marks(self) -> int:
+        """text.count("#")."""
+        return int(self._lines[3][0])
+
+    @property
+    def ellipses(self) -> int:
+        """text.count("...") + text.count("\u2026")."""
+        return int(self._lines[3][1])
+
+    @property
+    def newlines(self) -> int:
+        """text.count("\n")."""
+        return int(self._lines[3][2])
+
+
+@lru_cache(maxsize=16)
+def _code_points(chars: tuple[str, ...]) -> np.ndarray:
+    if any(len(c) != 1 for c in chars):
+        raise ValueError(f"single characters expected, got {chars}")
+    return np.array([ord(c) for c in chars], dtype=np.int64)
 
 
 @batch_cache

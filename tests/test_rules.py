@@ -69,6 +69,49 @@ def test_text_stats_very_long_word() -> None:
     _assert_words_match_split(text)
 
 
+def _reference_duplicates(items: list[str]) -> tuple[int, int]:
+    seen: set[str] = set()
+    repeats = chars = 0
+    for item in items:
+        if item in seen:
+            repeats, chars = repeats + 1, chars + len(item)
+        seen.add(item)
+    return repeats, chars
+
+
+def _assert_lines_match_python(text: str) -> None:
+    """The compiled line and paragraph statistics against plain Python on strings."""
+    from filters.gopher import BULLETS
+    from filters.text import TERMINAL_PUNCTUATION
+
+    stats = TextStats(text)
+    lines = [line for line in map(str.strip, text.split("\n")) if line]
+    paragraphs = [p for p in map(str.strip, re.split(r"\n[^\S\n]*\n\s*", text)) if p]
+    assert stats.lines == lines
+    assert stats.line_count == len(lines) and stats.line_lengths.tolist() == [len(line) for line in lines]
+    assert stats.line_chars == sum(map(len, lines))
+    assert stats.duplicate_lines == _reference_duplicates(lines)
+    assert stats.lines_starting_with(BULLETS) == sum(line.startswith(BULLETS) for line in lines)
+    assert stats.lines_ending_in_punctuation == sum(line.endswith(TERMINAL_PUNCTUATION) for line in lines)
+    assert stats.ellipsis_lines == sum(line.endswith(("...", "\u2026")) for line in lines)
+    assert stats.paragraph_count == len(paragraphs) and stats.paragraph_chars == sum(map(len, paragraphs))
+    assert stats.duplicate_paragraphs == _reference_duplicates(paragraphs)
+    assert (stats.hash_marks, stats.ellipses, stats.newlines) == (
+        text.count("#"), text.count("...") + text.count("\u2026"), text.count("\n"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", " ", ".", "#", "\u2026", "\n", "\r", "\t", "\u2028", "\u3000",
+                                  "\u00a0", "\u2022", "-", "!", "\n \n", "...", "\udcff"]), max_size=40))
+def test_text_stats_lines_and_paragraphs_are_python_s(pieces: list[str]) -> None:
+    _assert_lines_match_python("".join(pieces))
+
+
+def test_text_stats_lines_and_paragraphs_on_real_text(shared_data: Path) -> None:
+    for text in _dolma_texts(shared_data)[:300]:
+        _assert_lines_match_python(text)
+
+
 def test_text_stats_cache_is_shared_by_the_filters() -> None:
     text = PROSE * 3
     assert text_stats(text) is text_stats(text)
