@@ -42,10 +42,11 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
     """(top, dup): for n = 2..max_n, the characters covered by the most frequent n-gram and by
     all repeated n-grams (0 where none repeats).
 
-    Level by level from words up: n-grams are counted in an open-addressing table of their
+    Level by level from word pairs up: n-grams are counted in an open-addressing table of their
     64-bit polynomial hashes. An n-gram can repeat only where the two (n-1)-grams inside it
     repeat, so each level counts just those positions (and extends just their hashes), and
-    counting stops once nothing repeats. Table slots and repeat marks carry the level that
+    counting stops once nothing repeats (pruning pairs by repeated words first costs more than
+    it saves). Table slots and repeat marks carry the level that
     wrote them, so nothing is cleared between levels.
     The top n-gram is the most frequent one; ties: more characters, then first in the text.
     """
@@ -64,11 +65,11 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
     table = np.zeros((size, 4), np.uint64)
     slot_of = np.empty(m, np.int64)
     repeats_at = np.zeros(m, np.int64)  # position i's n-gram repeats iff it holds n
-    positions = np.arange(m)  # the positions that may repeat at this level, ascending
-    count = m
-    hashes = tokens.copy()  # hashes[i]: the n-gram at i, for i in positions
+    positions = np.arange(m - 1)  # the positions that may repeat at this level, ascending
+    count = m - 1
+    hashes = tokens[:-1] * _BASE + tokens[1:]  # hashes[i]: the n-gram at i, for i in positions
     one = np.uint64(1)
-    for n in range(1, max_n + 1):
+    for n in range(2, max_n + 1):
         this_level = np.uint64(n)  # unsigned throughout: numba compares int64 with uint64 as floats
         for k in range(count):
             i, h = positions[k], hashes[positions[k]]
@@ -87,28 +88,27 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
                 any_repeat = True
         if not any_repeat:
             break
-        if n >= 2:
-            best_slot = -1  # the top n-gram's slot (n <= 4)
-            if n <= 4:
-                best, best_chars = 0, -1
-                for k in range(count):
-                    i, slot = positions[k], slot_of[k]
-                    times = np.int64(table[slot, _COUNT])
-                    if times >= 2 and np.int64(table[slot, _FIRST]) == i:  # each repeated n-gram once, where it starts
-                        chars = prefix_chars[i + n] - prefix_chars[i]
-                        if times > best or (times == best and chars > best_chars):
-                            best, best_chars, best_slot = times, chars, slot
-            covered, covered_to = 0, 0  # characters of the words under the counted n-grams, once each
+        best_slot = -1  # the top n-gram's slot (n <= 4)
+        if n <= 4:
+            best, best_chars = 0, -1
             for k in range(count):
-                i = positions[k]
-                counts_here = slot_of[k] == best_slot if n <= 4 else repeats_at[i] == n
-                if counts_here and i + n > covered_to:
-                    covered += prefix_chars[i + n] - prefix_chars[max(i, covered_to)]
-                    covered_to = i + n
-            if n <= 4:
-                top[n] = covered
-            else:
-                dup[n] = covered
+                i, slot = positions[k], slot_of[k]
+                times = np.int64(table[slot, _COUNT])
+                if times >= 2 and np.int64(table[slot, _FIRST]) == i:  # each repeated n-gram once, where it starts
+                    chars = prefix_chars[i + n] - prefix_chars[i]
+                    if times > best or (times == best and chars > best_chars):
+                        best, best_chars, best_slot = times, chars, slot
+        covered, covered_to = 0, 0  # characters of the words under the counted n-grams, once each
+        for k in range(count):
+            i = positions[k]
+            counts_here = slot_of[k] == best_slot if n <= 4 else repeats_at[i] == n
+            if counts_here and i + n > covered_to:
+                covered += prefix_chars[i + n] - prefix_chars[max(i, covered_to)]
+                covered_to = i + n
+        if n <= 4:
+            top[n] = covered
+        else:
+            dup[n] = covered
         if n == max_n:
             break
         kept = 0

@@ -67,15 +67,8 @@ def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
     i = 0, 1, ..., then bit-mixed: equal words get equal hashes, different words practically
     never collide (checked against str.split() in the tests)."""
     last = len(is_space) - 1
-    count = 0
-    inside = False
-    for code in codes:  # first pass: how many words (keeps scratch memory to the words)
-        space = is_space[min(code, last)]
-        count += inside and space
-        inside = not space
-    count += inside
-    lengths = np.empty(count, np.int64)
-    hashes = np.empty(count, np.uint64)
+    lengths = np.empty(len(codes) // 2 + 1, np.int64)  # room for every word; only the pages
+    hashes = np.empty(len(codes) // 2 + 1, np.uint64)  # written to are ever touched
     no_letter = 0
     word = 0
     i, n = 0, len(codes)
@@ -92,7 +85,7 @@ def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
         lengths[word], hashes[word] = i - start, _mix(h)
         no_letter += not letter
         word += 1
-    return lengths, hashes, no_letter
+    return lengths[:word].copy(), hashes[:word].copy(), no_letter
 
 
 @njit(cache=True, nogil=True)
