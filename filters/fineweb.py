@@ -22,12 +22,13 @@ SHORT_LINE_CHARS = 30
 def fineweb_signals(text: str, short_line_chars: int = SHORT_LINE_CHARS) -> dict[str, Any]:
     """The `fineweb_*` signals of `text` (lines are the stripped, non-empty lines)."""
     stats = text_stats(text)
-    n_lines = stats.line_count
+    lines = stats.line_spans
+    n_lines = lines.count
     return {
         "fineweb_lines": n_lines,
         "fineweb_line_punct_frac": safe_ratio(stats.lines_ending_in_punctuation, n_lines),
-        "fineweb_dup_line_chars_frac": safe_ratio(stats.duplicate_lines[1], stats.line_chars),
-        "fineweb_short_lines_frac": safe_ratio(int((stats.line_lengths <= short_line_chars).sum()), n_lines),
+        "fineweb_dup_line_chars_frac": safe_ratio(lines.duplicates[1], lines.chars),
+        "fineweb_short_lines_frac": safe_ratio(int((lines.lengths <= short_line_chars).sum()), n_lines),
         "fineweb_newline_word_ratio": safe_ratio(stats.newlines, stats.word_count),
     }
 

@@ -177,9 +177,10 @@ def _stop_word_count(stats: TextStats, stop_words: tuple[str, ...]) -> int:
 def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[str, Any]:
     """All Gopher signals of `text`, keyed by their `gopher_*` column names."""
     stats = text_stats(text)
-    n_words, n_lines = stats.word_count, stats.line_count
-    dup_lines, dup_line_chars = stats.duplicate_lines
-    dup_paras, dup_para_chars = stats.duplicate_paragraphs
+    lines, paragraphs = stats.line_spans, stats.paragraph_spans
+    n_words, n_lines = stats.word_count, lines.count
+    dup_lines, dup_line_chars = lines.duplicates
+    dup_paras, dup_para_chars = paragraphs.duplicates
     top, dup = ngram_char_fractions(stats)
     signals: dict[str, Any] = {
         "gopher_word_count": n_words,
@@ -191,9 +192,9 @@ def gopher_signals(text: str, stop_words: tuple[str, ...] = STOP_WORDS) -> dict[
         "gopher_alpha_words_frac": safe_ratio(n_words - stats.no_letter_words, n_words),
         "gopher_stop_words": _stop_word_count(stats, stop_words),
         "gopher_dup_lines_frac": safe_ratio(dup_lines, n_lines),
-        "gopher_dup_line_chars_frac": safe_ratio(dup_line_chars, stats.line_chars),
-        "gopher_dup_paragraphs_frac": safe_ratio(dup_paras, stats.paragraph_count),
-        "gopher_dup_paragraph_chars_frac": safe_ratio(dup_para_chars, stats.paragraph_chars),
+        "gopher_dup_line_chars_frac": safe_ratio(dup_line_chars, lines.chars),
+        "gopher_dup_paragraphs_frac": safe_ratio(dup_paras, paragraphs.count),
+        "gopher_dup_paragraph_chars_frac": safe_ratio(dup_para_chars, paragraphs.chars),
     }
     signals.update({f"gopher_top_{n}gram_chars_frac": top[n] for n in TOP_NGRAM_SIZES})
     signals.update({f"gopher_dup_{n}gram_chars_frac": dup[n] for n in DUP_NGRAM_SIZES})

@@ -259,25 +259,11 @@ class TextStats:
     @cached_property
     def lines(self) -> list[str]:
         """The lines as strings (for rules that match patterns inside lines)."""
-        return [self.text[start:end] for start, end in self._lines[0][:, :2].tolist()]
-
-    @property
-    def line_count(self) -> int:
-        return len(self._lines[0])
+        return [self.text[start:end] for start, end in self.line_spans.spans.tolist()]
 
     @cached_property
-    def line_lengths(self) -> np.ndarray:
-        spans = self._lines[0]
-        return spans[:, 1] - spans[:, 0]
-
-    @cached_property
-    def line_chars(self) -> int:
-        return int(self.line_lengths.sum())
-
-    @cached_property
-    def duplicate_lines(self) -> tuple[int, int]:
-        """(number of repeated lines, characters in them), first occurrences excluded."""
-        return _duplicates(self.codes, self._lines[0][:, :2])
+    def line_spans(self) -> "Spans":
+        return Spans(self.codes, self._lines[0][:, :2])
 
     def lines_starting_with(self, chars: tuple[str, ...]) -> int:
         """Lines whose first character is one of `chars` (single characters)."""
@@ -296,23 +282,9 @@ class TextStats:
         """Lines ending in "..." or U+2026."""
         return int(self._lines[2].sum())
 
-    @property
-    def paragraph_count(self) -> int:
-        return len(self._lines[1])
-
     @cached_property
-    def paragraph_lengths(self) -> np.ndarray:
-        spans = self._lines[1]
-        return spans[:, 1] - spans[:, 0]
-
-    @cached_property
-    def paragraph_chars(self) -> int:
-        return int(self.paragraph_lengths.sum())
-
-    @cached_property
-    def duplicate_paragraphs(self) -> tuple[int, int]:
-        """(number of repeated paragraphs, characters in them), first occurrences excluded."""
-        return _duplicates(self.codes, self._lines[1])
+    def paragraph_spans(self) -> "Spans":
+        return Spans(self.codes, self._lines[1])
 
     @property
     def hash_marks(self) -> int:
@@ -328,6 +300,30 @@ class TextStats:
     def newlines(self) -> int:
         """text.count("\n")."""
         return int(self._lines[3][2])
+
+
+class Spans:
+    """Pieces of a text (its lines or its paragraphs) as (start, end) rows over its code points."""
+
+    def __init__(self, codes: np.ndarray, spans: np.ndarray) -> None:
+        self.codes, self.spans = codes, spans
+
+    @property
+    def count(self) -> int:
+        return len(self.spans)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return self.spans[:, 1] - self.spans[:, 0]
+
+    @cached_property
+    def chars(self) -> int:
+        return int(self.lengths.sum())
+
+    @cached_property
+    def duplicates(self) -> tuple[int, int]:
+        """(number of pieces that repeat an earlier one, characters in them)."""
+        return _duplicates(self.codes, self.spans)
 
 
 @lru_cache(maxsize=16)

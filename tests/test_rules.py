@@ -88,14 +88,14 @@ def _assert_lines_match_python(text: str) -> None:
     lines = [line for line in map(str.strip, text.split("\n")) if line]
     paragraphs = [p for p in map(str.strip, re.split(r"\n[^\S\n]*\n\s*", text)) if p]
     assert stats.lines == lines
-    assert stats.line_count == len(lines) and stats.line_lengths.tolist() == [len(line) for line in lines]
-    assert stats.line_chars == sum(map(len, lines))
-    assert stats.duplicate_lines == _reference_duplicates(lines)
+    assert stats.line_spans.count == len(lines) and stats.line_spans.lengths.tolist() == [len(line) for line in lines]
+    assert stats.line_spans.chars == sum(map(len, lines))
+    assert stats.line_spans.duplicates == _reference_duplicates(lines)
     assert stats.lines_starting_with(BULLETS) == sum(line.startswith(BULLETS) for line in lines)
     assert stats.lines_ending_in_punctuation == sum(line.endswith(TERMINAL_PUNCTUATION) for line in lines)
     assert stats.ellipsis_lines == sum(line.endswith(("...", "\u2026")) for line in lines)
-    assert stats.paragraph_count == len(paragraphs) and stats.paragraph_chars == sum(map(len, paragraphs))
-    assert stats.duplicate_paragraphs == _reference_duplicates(paragraphs)
+    assert stats.paragraph_spans.count == len(paragraphs) and stats.paragraph_spans.chars == sum(map(len, paragraphs))
+    assert stats.paragraph_spans.duplicates == _reference_duplicates(paragraphs)
     assert (stats.hash_marks, stats.ellipses, stats.newlines) == (
         text.count("#"), text.count("...") + text.count("\u2026"), text.count("\n"))
 
