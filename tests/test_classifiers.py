@@ -209,6 +209,13 @@ def test_quality_model_separates_wikitext_from_cc(shared_data):
     assert roc_auc(p_high, truth) > 0.9
 
 
+def test_training_reads_zstandard_jsonl(shared_data):
+    # The shipped quality recipe reads HPLT's CC.jsonl.zst (its warc2text text in field "t"; one
+    # line holds invalid UTF-8, read with surrogateescape).
+    docs = list(read_documents(shared_data / "html/hplt-sample100/CC.jsonl.zst", text_fields=["text", "t"], unit="document"))
+    assert len(docs) == 98 and all(d.strip() for d in docs)  # 100 pages, two without text
+
+
 def test_labels_and_probabilities_are_python_floats():
     for fn, labels in ((classify_quality, {"high", "low"}), (classify_nsfw, {"nsfw", "non-nsfw"}),
                        (classify_toxic_speech, {"toxic", "non-toxic"})):
