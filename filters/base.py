@@ -68,12 +68,62 @@ def batch_caches() -> Iterator[None]:
             cache.batch = None
 
 
+def file_sha256(name_or_path: str) -> str:
+    """sha256 of a model (registry name or path) or data file: the registry's pin for a model
+    downloaded on first use (the download checks it), else read from the file (once per process
+    and file version)."""
+    from filters.models import REGISTRY, resolve_model
+
+    spec = REGISTRY.get(name_or_path)
+    if spec is not None and spec.kind == "url" and spec.sha256:
+        return spec.sha256
+    path = resolve_model(name_or_path)
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    from pathlib import Path
+
+    from filters.models import sha256_of
+
+    return sha256_of(Path(path))
+
+
 class FilterParams(BaseModel):
-    """Base of every filter's parameters: unknown keys are refused, values are type-checked."""
+    """Base of every filter's parameters: unknown keys are refused, values are type-checked.
+
+    A parameter is either a *signal* parameter (it changes how a signal is computed: a model, an
+    n-gram size) or a *decision* parameter (a threshold applied to stored signals). Subclasses name
+    their decision parameters in `decisions`; every other field is a signal parameter, so a new
+    field is treated as one (changing it recomputes the signals) until declared otherwise.
+    `files` names the signal parameters that point at a model or data file: the file's sha256,
+    not only its name, identifies the signals.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    decisions: ClassVar[tuple[str, ...]] = ()
+    files: ClassVar[tuple[str, ...]] = ()
 
     enabled: bool = True
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        unknown = [name for name in (*cls.decisions, *cls.files) if name not in cls.model_fields]
+        if unknown:
+            raise TypeError(f"{cls.__qualname__}: decisions/files name unknown fields {unknown}")
+
+    def signal_params(self) -> dict[str, Any]:
+        """The parameters that shape this filter's signals (JSON values)."""
+        data = self.model_dump(mode="json")
+        return {k: v for k, v in data.items() if k != "enabled" and k not in self.decisions}
+
+    def decision_params(self) -> dict[str, Any]:
+        """The thresholds applied to the stored signals (JSON values)."""
+        data = self.model_dump(mode="json")
+        return {k: data[k] for k in self.decisions}
 
 
 @dataclass
@@ -98,6 +148,9 @@ class DocFilter:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[FilterParams]] = FilterParams
+    # Bump when the code computing this filter's signals changes what it stores: stored signals of
+    # another version are recomputed on rerun, never re-decided as if they were current.
+    version: ClassVar[int] = 1
 
     def __init__(self, params: FilterParams | Mapping[str, Any] | None = None) -> None:
         if params is None:
@@ -121,6 +174,13 @@ class DocFilter:
     def decide(self, signals: Mapping[str, Any]) -> str | None:
         """None to keep, else the removal reason, e.g. `"gopher:word_count"`."""
         raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        """What computed this filter's signals: name, version, signal parameters and the sha256 of
+        each model or data file they name. Stored with the signals (Parquet metadata, stats)."""
+        files = {key: file_sha256(value) for key in self.params.files
+                 if (value := getattr(self.params, key)) is not None}
+        return {"filter": self.name, "version": self.version, "params": self.params.signal_params(), "files": files}
 
     def filter(self, doc: Document) -> tuple[bool, str | None]:
         """Annotate then decide, datatrove style: `(keep, reason)`."""

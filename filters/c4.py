@@ -126,6 +126,9 @@ class C4Filter(DocFilter):
     name: ClassVar[str] = "c4"
 
     class Params(FilterParams):
+        decisions = ("min_sentences", "filter_lorem_ipsum", "filter_curly_bracket", "max_badwords")
+        files = ("badwords_path",)
+
         min_words_per_line: int = Field(3, ge=0)
         max_word_length: int = 1000
         remove_citations: bool = Field(True, description="strip [1], [edit], [citation needed]")

@@ -39,6 +39,8 @@ class FineWebFilter(DocFilter):
     name: ClassVar[str] = "fineweb"
 
     class Params(FilterParams):
+        decisions = ("min_line_punct_frac", "max_dup_line_chars_frac", "max_short_lines_frac", "max_newline_word_ratio")
+
         min_line_punct_frac: float = 0.12
         max_dup_line_chars_frac: float = 0.1
         max_short_lines_frac: float = 0.67

@@ -210,6 +210,11 @@ class GopherFilter(DocFilter):
     name: ClassVar[str] = "gopher"
 
     class Params(FilterParams):
+        decisions = ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length", "max_symbol_word_ratio",
+                     "max_bullet_lines_frac", "max_ellipsis_lines_frac", "min_alpha_words_frac", "min_stop_words",
+                     "max_dup_lines_frac", "max_dup_paragraphs_frac", "max_dup_line_chars_frac",
+                     "max_dup_paragraph_chars_frac", "max_top_ngram_chars_frac", "max_dup_ngram_chars_frac")
+
         min_words: int = 50
         max_words: int = 100_000
         min_mean_word_length: float = 3.0

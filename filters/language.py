@@ -53,6 +53,9 @@ class LanguageFilter(DocFilter):
     name: ClassVar[str] = "language"
 
     class Params(FilterParams):
+        decisions = ("allowed", "min_score")
+        files = ("model",)
+
         model: str = Field("lid176", description="'lid176' (bundled lid.176.ftz) or a model file")
         allowed: list[str] = Field(default_factory=lambda: ["en"],
                                    description="language codes to keep; empty keeps every language")

@@ -225,6 +225,8 @@ class PIIFilter(DocFilter):
     name: ClassVar[str] = "pii"
 
     class Params(FilterParams):
+        decisions = ("max_pii",)
+
         emails: bool = True
         phones: bool = True
         ips: bool = True

@@ -30,6 +30,9 @@ def classify_quality(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = 
 
 
 class QualityParams(FilterParams):
+    decisions = ("min_score",)
+    files = ("model",)
+
     model: str = DEFAULT_MODEL
     min_score: float = 0.5  # keep documents with P(high) >= min_score
     max_chars: int = DEFAULT_MAX_CHARS

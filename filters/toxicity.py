@@ -45,6 +45,9 @@ def classify_toxic_speech(text: str, *, model: str = HATE_MODEL, max_chars: int 
 
 
 class ToxicityParams(FilterParams):
+    decisions = ("max_nsfw", "max_hate")
+    files = ("nsfw_model", "hate_model")
+
     nsfw_model: str = NSFW_MODEL
     hate_model: str = HATE_MODEL
     max_nsfw: float = 0.5  # remove documents with P(nsfw) > max_nsfw

@@ -9,6 +9,7 @@ record it sees ends in exactly one bucket of `FileStats`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from filters.extract import html_to_text
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.decide import build_filters, decide
+from pipeline.fingerprint import decide_fingerprint, input_identity, provenance, signals_fingerprint
 from pipeline.logs import logged_input_task
 from pipeline.stats import FileStats
 from pipeline.warc import InputError, ReadError, iter_records, open_input
@@ -47,13 +49,23 @@ BATCH_DOCS = 64
 BATCH_CHARS = 8_000_000
 
 
+PROVENANCE_KEY = b"sieve.signals"  # Parquet metadata: what computed each group of signals
+
+
 def document_schema(filters: list[DocFilter], *, rejected: bool = False) -> pa.Schema:
+    """Base fields + every filter's signals (+ reason); the metadata names what computed them."""
     fields = list(BASE_FIELDS)
     for doc_filter in filters:
         fields.extend(doc_filter.signal_schema())
     if rejected:
         fields.append(REASON_FIELD)
-    return pa.schema(fields)
+    return pa.schema(fields, metadata={PROVENANCE_KEY: json.dumps(provenance(filters)).encode()})
+
+
+def stored_provenance(schema: pa.Schema) -> list[dict[str, Any]] | None:
+    """The filters' provenance a documents file was written with (None: not recorded)."""
+    raw = (schema.metadata or {}).get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else None
 
 
 def make_doc_id(stem: str, record_id: str, offset: int) -> str:
@@ -100,6 +112,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     stats = FileStats(input=input_path, stem=stem)
     filters = build_filters(cfg)
     opts = cfg.input.storage_options
+    identity = input_identity(input_path, opts, cfg.input.timeout_s)
     kept_writer = storage.ParquetStreamWriter(
         storage.join(out, "documents", f"{stem}.parquet"), document_schema(filters), opts)
     rejected_writer = None
@@ -127,7 +140,10 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     stats.seconds = time.perf_counter() - started
     stats.check()
     result = stats.to_json()
-    result["config_hash"] = cfg.hash()
+    signals = signals_fingerprint(cfg, provenance(filters), identity)
+    result.update(config_hash=cfg.hash(), input_identity=identity, provenance=provenance(filters),
+                  keep_rejected=cfg.output.keep_rejected,
+                  fingerprints={"signals": signals, "decide": decide_fingerprint(cfg, filters, signals)})
     if stats.error_log:
         storage.atomic_write_bytes(storage.join(out, "logs", f"{stem}.jsonl"), stats.error_log_lines(), opts)
     storage.atomic_write_json(storage.join(out, "stats", f"{stem}.json"), result, opts)

@@ -2,7 +2,8 @@
 
 Every section is a pydantic model with `extra="forbid"`, so a misspelt key fails with its key
 path and the closest valid name. `--set a.b=value` overrides are applied to the raw YAML first and
-validated with it. `config_hash` identifies what a run's outputs depend on (resume refuses to mix).
+validated with it. `config_hash` identifies the whole config in logs and summaries; what each stage
+reuses on a rerun is decided by the finer per-stage fingerprints of `pipeline.fingerprint`.
 """
 from __future__ import annotations
 
@@ -147,7 +148,9 @@ class ShardsSection(Section):
 class OutputSection(Section):
     path: str = "out/run"
     keep_rejected: bool = Field(True, description="Write removed documents to rejected/ (refilter can loosen)")
-    overwrite: bool = Field(False, description="Start fresh even if the directory holds another config's run")
+    overwrite: bool = Field(False, description="Delete the directory's earlier outputs and start fresh")
+    shared_filesystem: bool = Field(False, description="A local path that every node of the Ray cluster "
+                                    "mounts (NFS, Lustre): allows a local output.path on a multi-node cluster")
 
 
 class SieveConfig(Section):
@@ -186,8 +189,8 @@ class SieveConfig(Section):
         data = self.model_dump(mode="json")
         for key in ("num_cpus", "max_in_flight", "ray_address", "progress", "task_memory_mb"):
             data["run"].pop(key, None)
-        data["output"].pop("overwrite", None)
-        data["output"].pop("path", None)
+        for key in ("overwrite", "path", "shared_filesystem"):
+            data["output"].pop(key, None)
         for key in ("retries", "retry_backoff_s", "timeout_s", "storage_options"):
             data["input"].pop(key, None)
         data["filter_order"] = list(self.filters)  # the first failing filter names the reason

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from filters import DocFilter, filter_class
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from filters import FILTERS, DocFilter, filter_class
 from pipeline.config import SieveConfig
 
 
@@ -23,3 +27,64 @@ def decide(filters: list[DocFilter], signals: Mapping[str, Any]) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
+    """The decide stage of one input: re-decide its stored documents (kept and rejected, with
+    their signals) under `cfg`'s thresholds and write documents/, rejected/ and stats/ of `out`.
+
+    No model runs and no input is read. `source` is the run directory holding the signals: `out`
+    itself on a rerun, another run's directory for `pipeline.refilter`. Rewriting in place keeps
+    every document in documents/ or rejected/ at every moment (rejected/ first gets the union of
+    old and new rejections), so a task killed midway loses nothing: the next attempt reads both
+    files and drops the copies by doc_id.
+    """
+    from pipeline import storage
+    from pipeline.annotate import REASON_FIELD, document_schema
+    from pipeline.fingerprint import decide_fingerprint
+
+    opts = cfg.input.storage_options
+    filters = build_filters(cfg)
+    stats = storage.read_json(storage.join(source, "stats", f"{stem}.json"), opts)
+    paths = {sub: storage.join(source, sub, f"{stem}.parquet") for sub in ("documents", "rejected")}
+    parts = [storage.read_parquet(path, storage_options=opts) for path in paths.values() if storage.exists(path, opts)]
+    parts = [t.drop_columns([REASON_FIELD.name]) if REASON_FIELD.name in t.column_names else t for t in parts]
+    filter_prefixes = tuple(f"{name}:" for name in FILTERS)
+    removed = {r: n for r, n in stats["removed"].items() if not r.startswith(filter_prefixes)}
+    schema = document_schema(filters)
+    table = pa.concat_tables(parts, promote_options="default") if parts else schema.empty_table()
+    _, first = np.unique(np.asarray(table.column("doc_id").to_pylist(), dtype=object), return_index=True)
+    table = table.take(pa.array(np.sort(first)))  # a copy left by a killed rewrite counts once
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise ValueError(f"{paths['documents']}: no stored signals {missing} for the configured filters")
+    table = table.select(schema.names).cast(schema)
+    scalar_signals = [f.name for doc_filter in filters for f in doc_filter.signal_schema() if not pa.types.is_list(f.type)]
+    reasons = [decide(filters, row) for row in table.select(scalar_signals).to_pylist()]
+    keep = pa.array([r is None for r in reasons], pa.bool_())
+    kept = table.filter(keep)
+    rejected = table.filter(pc.invert(keep)).append_column(
+        REASON_FIELD, pa.array([r for r in reasons if r is not None], pa.string()))
+    for reason in reasons:
+        if reason is not None:
+            removed[reason] = removed.get(reason, 0) + 1
+    target = {sub: storage.join(out, sub, f"{stem}.parquet") for sub in ("documents", "rejected")}
+    if source == out and cfg.output.keep_rejected and len(parts) == 2:
+        union = pa.concat_tables([rejected, kept.append_column(REASON_FIELD, pa.nulls(kept.num_rows, pa.string()))])
+        storage.write_parquet(union, target["rejected"], opts)
+    storage.write_parquet(kept, target["documents"], opts)
+    if cfg.output.keep_rejected:
+        storage.write_parquet(rejected, target["rejected"], opts)
+    else:
+        storage.remove_file(target["rejected"], opts)
+    signals = stats.get("fingerprints", {}).get("signals")  # None: written before fingerprints existed
+    stats = {**stats, "kept": kept.num_rows, "removed": removed, "config_hash": cfg.hash(),
+             "keep_rejected": cfg.output.keep_rejected,
+             "fingerprints": {"signals": signals, "decide": decide_fingerprint(cfg, filters, signals)}}
+    if source != out:
+        stats["refiltered_from"] = source
+        error_log = storage.join(source, "logs", f"{stem}.jsonl")
+        if storage.exists(error_log, opts):  # the new run reports the same read errors
+            storage.atomic_write_bytes(storage.join(out, "logs", f"{stem}.jsonl"), storage.read_bytes(error_log, opts), opts)
+    storage.atomic_write_json(storage.join(out, "stats", f"{stem}.json"), stats, opts)
+    return stats

@@ -583,14 +583,27 @@ def _write_cluster_sample(out: str, corpus: _Corpus, clusters: dict[int, np.ndar
                                "".join(line + "\n" for line in lines).encode(), opts)
 
 
-def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any]:
-    """The dedup stage (see module docstring); returns its stats, also in dedup/stats.json."""
+def dedup_files_fingerprint(cfg: SieveConfig, doc_files: list[str]) -> str:
+    """The stage's fingerprint for a caller without the run's: the files by name, size and mtime."""
+    from pipeline.fingerprint import dedup_fingerprint, digest, input_identity
+
+    return dedup_fingerprint(cfg, digest([input_identity(p, cfg.input.storage_options) for p in doc_files]))
+
+
+def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str | None = None) -> dict[str, Any]:
+    """The dedup stage (see module docstring); returns its stats, also in dedup/stats.json.
+
+    Reused when dedup/stats.json, written last, carries `fingerprint` (the dedup parameters and
+    the decided documents, see `pipeline.fingerprint`); otherwise that marker goes first, so a
+    stage killed midway never leaves a marker that matches its half-written outputs."""
     opts = cfg.input.storage_options
+    fingerprint = fingerprint or dedup_files_fingerprint(cfg, doc_files)
     marker = storage.join(out, "dedup", "stats.json")
     if storage.exists(marker, opts):
         stored = storage.read_json(marker, opts)
-        if stored.get("config_hash") == cfg.hash():
+        if stored.get("fingerprint") == fingerprint:
             return stored
+        storage.remove_file(marker, opts)
     from pipeline.run import init_ray
 
     started = time.time()
@@ -613,7 +626,7 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str]) -> dict[str, Any
         removed_by_file.setdefault(warc, Counter())[reason] += 1
     cluster_sizes = Counter(1 + len(m) for m in clusters.values())
     stats = {
-        "config_hash": cfg.hash(),
+        "config_hash": cfg.hash(), "fingerprint": fingerprint,
         "files": len(doc_files), "docs_in": corpus.n, **written,
         "removed_by_reason": dict(Counter(reasons)),
         "removed_by_file": {w: dict(c) for w, c in sorted(removed_by_file.items())},

@@ -2,11 +2,17 @@
 
     python -m pipeline.refilter --from out/sample --set quality.min_score=0.6 --out out/sample-q06
 
-No model runs and no WARC is read: the documents and rejected documents of OUT (with their
-signals) are decided again with the new config, written to OUT2, and the global stages (dedup,
-tokenize with OUT's tokenizer) finish the new run. A filter whose signals were not stored (it
-was not configured in OUT) cannot be applied: that is refused with a clear message. Loosening a
-threshold can bring documents back only if OUT kept its rejected documents (output.keep_rejected).
+The same mechanism as a rerun whose annotate outputs are up to date: no model runs and no input
+is read. The stored documents and rejected documents of OUT (with their signals) are decided
+again in one Ray task per input, written to OUT2 through the same storage layer as a run
+(`input.storage_options` apply to both), and the global stages finish the new run, each reusing
+nothing it does not match (see `pipeline.fingerprint`). Unless a `tokenizer.*` key is set, OUT's
+tokenizer is loaded (same tokens, comparable counts).
+
+A key that cannot take effect is refused with the reason, never ignored: inputs and extraction
+(refilter reads no input), a filter's signal parameters or model (its stored signals were computed
+otherwise: rerun the pipeline, which recomputes them), a filter OUT did not run. Loosening a
+threshold brings documents back only if OUT kept its rejected documents (output.keep_rejected).
 """
 from __future__ import annotations
 
@@ -15,18 +21,22 @@ import sys
 import time
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import yaml
 
 from filters import FILTERS
 from pipeline import storage
-from pipeline.annotate import BASE_FIELDS, REASON_FIELD
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
-from pipeline.decide import build_filters, decide
+from pipeline.decide import build_filters, redecide_input
+from pipeline.fingerprint import provenance
 from pipeline.logs import driver_log
-from pipeline.run import finish_run, prepare_output, print_summary
+from pipeline.run import check_output_reachable, finish_run, prepare_output, print_summary, run_input_tasks
 
-NON_SIGNAL = {f.name for f in BASE_FIELDS} | {REASON_FIELD.name}
+# Override keys refilter can never apply, and why.
+FIXED_SECTIONS = {
+    "input": "refilter reads the stored documents of {source}, not the inputs",
+    "extract": "extraction happened in {source}; rerun the pipeline to extract again",
+}
+IO_KEYS = ("input.storage_options", "input.retries", "input.retry_backoff_s", "input.timeout_s")
 
 
 class RefilterError(RuntimeError):
@@ -39,75 +49,87 @@ def _qualify(assignment: str) -> str:
     return f"filters.{assignment}" if key.split(".", 1)[0] in FILTERS else assignment
 
 
-def refilter_config(source: str, overrides: list[str], out: str) -> tuple[SieveConfig, SieveConfig]:
-    """(config of the stored run, new config writing to `out`)."""
-    stored = storage.read_json(storage.join(source, "config.json"))
+def refilter_config(source: str, overrides: list[str], out: str,
+                    storage_options: dict[str, Any] | None = None) -> tuple[SieveConfig, SieveConfig]:
+    """(config of the stored run, new config writing to `out`); refuses keys that cannot take effect."""
+    stored = storage.read_json(storage.join(source, "config.json"), storage_options)
     old = parse_config(stored["config"], f"{source}/config.json")
     raw = old.dump()
+    overrides = [_qualify(a) for a in overrides]
     for assignment in overrides:
-        apply_override(raw, _qualify(assignment))
+        key = assignment.split("=", 1)[0].strip()
+        section = key.split(".", 1)[0]
+        if section in FIXED_SECTIONS and not key.startswith(IO_KEYS):
+            raise RefilterError(f"--set {key}: cannot take effect: " + FIXED_SECTIONS[section].format(source=source))
+        apply_override(raw, assignment)
+    if storage_options is not None:
+        raw["input"]["storage_options"] = storage_options
     raw["output"]["path"] = out
     raw["output"]["overwrite"] = False
     tokenizer_dir = storage.join(source, "tokenizer")
-    if raw["tokenizer"]["enabled"] and not raw["tokenizer"]["path"] and storage.exists(storage.join(tokenizer_dir, "vocab.json")):
+    tokenizer_set = any(a.split("=", 1)[0].strip().startswith("tokenizer.") for a in overrides)
+    if (raw["tokenizer"]["enabled"] and not tokenizer_set and not raw["tokenizer"]["path"]
+            and storage.exists(storage.join(tokenizer_dir, "vocab.json"), storage_options)):
         raw["tokenizer"]["path"] = tokenizer_dir  # same tokens as OUT: comparable counts, no retraining
+    if raw["tokenizer"]["path"] and tokenizer_set:
+        trained_only = [k for k in ("vocab_size", "train_sample_bytes") if any(
+            a.split("=", 1)[0].strip() == f"tokenizer.{k}" for a in overrides)]
+        if trained_only:
+            raise RefilterError(f"--set tokenizer.{trained_only[0]}: cannot take effect: tokenizer.path loads "
+                                f"{raw['tokenizer']['path']} instead of training (add --set tokenizer.path=null)")
     new = parse_config(raw, "refilter")
     missing = [name for name in new.filters if new.filters[name].enabled and name not in old.filters]
     if missing:
         raise RefilterError(f"{source} has no stored signals for filter(s) {missing}: they were not configured "
                             "in that run; rerun the pipeline with them instead of refiltering")
+    _check_signals_unchanged(old, new, source)
     return old, new
 
 
-def refilter_file(source: str, out: str, stem: str, cfg: SieveConfig) -> dict[str, Any]:
-    """Re-decide one input's documents; writes OUT2/documents, rejected, stats for that stem."""
-    filters = build_filters(cfg)
-    parts = []
-    for sub in ("documents", "rejected"):
-        path = storage.join(source, sub, f"{stem}.parquet")
-        if storage.exists(path):
-            table = storage.read_parquet(path)
-            if REASON_FIELD.name in table.column_names:
-                table = table.drop_columns([REASON_FIELD.name])
-            parts.append(table)
-    stats = storage.read_json(storage.join(source, "stats", f"{stem}.json"))
-    filter_prefixes = tuple(f"{name}:" for name in FILTERS)
-    removed = {r: n for r, n in stats["removed"].items() if not r.startswith(filter_prefixes)}
-    kept_table = rejected_table = None
-    if parts:
-        table = pa.concat_tables(parts, promote_options="default")
-        signal_names = [c for c in table.column_names if c not in NON_SIGNAL]
-        signals = table.select(signal_names).to_pylist()
-        reasons = [decide(filters, row) for row in signals]
-        keep_mask = pa.array([r is None for r in reasons], pa.bool_())
-        kept_table = table.filter(keep_mask)
-        rejected_table = table.filter(pc.invert(keep_mask)).append_column(
-            REASON_FIELD, pa.array([r for r in reasons if r is not None], pa.string()))
-        for reason in reasons:
-            if reason is not None:
-                removed[reason] = removed.get(reason, 0) + 1
-    stats = {**stats, "kept": kept_table.num_rows if kept_table is not None else 0, "removed": removed,
-             "config_hash": cfg.hash(), "refiltered_from": source}
-    if kept_table is not None:
-        storage.write_parquet(kept_table, storage.join(out, "documents", f"{stem}.parquet"))
-        if cfg.output.keep_rejected:
-            storage.write_parquet(rejected_table, storage.join(out, "rejected", f"{stem}.parquet"))
-    storage.atomic_write_json(storage.join(out, "stats", f"{stem}.json"), stats)
-    return stats
+def _check_signals_unchanged(old: SieveConfig, new: SieveConfig, source: str) -> None:
+    """Refuse a config whose filters would compute their signals otherwise than the stored ones
+    (a signal parameter, a model file's content, the filter order or a filter's code version)."""
+    before = {p["filter"]: p for p in provenance(build_filters(old))}
+    after = provenance(build_filters(new))
+    if [p["filter"] for p in after] != [name for name in before if name in {p["filter"] for p in after}]:
+        raise RefilterError(f"filters: a new order changes what later filters see (PII masking rewrites the text); "
+                            f"the signals of {source} were computed in the order {list(before)}")
+    for now in after:
+        then = before[now["filter"]]
+        changed = [f"filters.{now['filter']}.{k}" for k in sorted(set(now["params"]) | set(then["params"]))
+                   if now["params"].get(k) != then["params"].get(k)]
+        changed += [f"filters.{now['filter']}.{k} (file content)" for k in now["files"]
+                    if now["files"][k] != then["files"].get(k) and f"filters.{now['filter']}.{k}" not in changed]
+        if now["version"] != then["version"]:
+            changed.append(f"filters.{now['filter']} (code version {then['version']} -> {now['version']})")
+        if changed:
+            raise RefilterError(f"{', '.join(changed)}: changes how the stored signals of {source} were computed, so "
+                                "re-deciding them would be wrong; rerun the pipeline with this setting instead "
+                                "(into that output it recomputes the signals and reuses what they do not change)")
 
 
-def refilter(source: str, overrides: list[str], out: str) -> dict[str, Any]:
+def refilter(source: str, overrides: list[str], out: str,
+             storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.time()
-    old, cfg = refilter_config(source, overrides, out)
+    if storage_options is None:  # needed before config.json can be read from an object store
+        storage_options = next((yaml.safe_load(a.split("=", 1)[1]) for a in overrides
+                                if a.split("=", 1)[0].strip() == "input.storage_options"), None)
+    old, cfg = refilter_config(source, overrides, out, storage_options)
+    opts = cfg.input.storage_options
     if not old.output.keep_rejected:
         print(f"note: {source} did not keep rejected documents; only tighter thresholds take effect",
               file=sys.stderr)
-    prepare_output(cfg)
-    stems = [p.rsplit("/", 1)[-1].removesuffix(".json") for p in storage.listdir(storage.join(source, "stats"), ".json")]
+    stats_files = storage.listdir(storage.join(source, "stats"), ".json", opts)
+    stored = [storage.read_json(path, opts) for path in stats_files]
+    check_output_reachable(cfg)
+    prepare_output(cfg, [s["stem"] for s in stored])
     with driver_log(cfg):
         t0 = time.time()
-        file_stats = [refilter_file(source, out, stem, cfg) for stem in stems]
-        return finish_run(cfg, len(stems), file_stats, {"refilter": time.time() - t0}, started)
+        jobs = [(s["input"], redecide_input, source, s["stem"]) for s in stored]
+        results = run_input_tasks(cfg, jobs, "refilter")
+        file_stats = [results[s["input"]] for s in stored]
+        work = {"decide_tasks_run": len(jobs), "annotate_tasks_run": 0}
+        return finish_run(cfg, len(stored), file_stats, {"refilter": time.time() - t0}, started, work)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,15 +21,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from pipeline import storage  # noqa: E402
 from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
+from pipeline.fingerprint import (decide_fingerprint, decided_fingerprint, dedup_fingerprint,  # noqa: E402
+                                  input_identity, provenance, signals_fingerprint)
 from pipeline.logs import driver_log  # noqa: E402
 from pipeline.stats import RunTotals  # noqa: E402
 from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
@@ -37,8 +37,6 @@ from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
 log = logging.getLogger("sieve")
 
 
-# Each global stage's final marker (written last, with the config hash): its presence means done.
-STAGE_MARKERS = {"dedup": ("dedup", "stats.json"), "tokenize": ("tokens", "manifest.json")}
 FILE_SUMMARY_KEYS = ("input", "stem", "status", "records", "kept", "removed", "errors")
 
 
@@ -94,64 +92,61 @@ def main(argv: list[str] | None = None) -> int:
 def run_pipeline(cfg: SieveConfig) -> dict[str, Any]:
     """Run every stage; returns the run summary that is also written to OUT/run.json."""
     started = time.time()
-    out = cfg.output.path
     opts = cfg.input.storage_options
     inputs = resolve_inputs(cfg.input.paths, cfg.input.paths_listing, cfg.input.base_url,
                             cfg.input.limit, opts)
     if not inputs:
         raise InputError("no input files (input.paths / input.paths_listing matched nothing)")
-    prepare_output(cfg)
+    check_output_reachable(cfg)
+    prepare_output(cfg, unique_stems(inputs).values())
     with driver_log(cfg):
-        stage_seconds: dict[str, float] = {}
         t0 = time.time()
-        file_stats, tasks_run = run_annotate(cfg, inputs)
-        stage_seconds["annotate"] = time.time() - t0
-        return finish_run(cfg, len(inputs), file_stats, stage_seconds, started, annotate_tasks_run=tasks_run)
+        file_stats, work = run_annotate(cfg, inputs)
+        return finish_run(cfg, len(inputs), file_stats, {"annotate": time.time() - t0}, started, work)
 
 
 def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]],
-               stage_seconds: dict[str, float], started: float, *,
-               annotate_tasks_run: int | None = None) -> dict[str, Any]:
-    """The global stages (dedup, tokenize) over the annotated files, then run.json and the report.
+               stage_seconds: dict[str, float], started: float, work: dict[str, int]) -> dict[str, Any]:
+    """The global stages (dedup, tokenizer, shards) over the decided inputs, then run.json and the report.
 
-    Shared by `run_pipeline` and `pipeline.refilter`, which re-decides stored signals and then
-    finishes the run the same way. A global stage finished earlier over the same annotated inputs
-    is reused (see `invalidate_stale_stages`).
+    Shared by `run_pipeline` and `pipeline.refilter`. Each stage is reused when its stored
+    fingerprint (see `pipeline.fingerprint`) matches, else redone with everything downstream.
     """
     out, opts = cfg.output.path, cfg.input.storage_options
     totals = RunTotals()
     for stats in file_stats:
         totals.add_file(stats)
     file_rows = [{k: s[k] for k in FILE_SUMMARY_KEYS} for s in file_stats]
-    invalidate_stale_stages(cfg, file_rows)
     present = set(storage.listdir(storage.join(out, "documents"), ".parquet", opts))
     doc_files = [path for path in (storage.join(out, "documents", f"{s['stem']}.parquet") for s in file_stats)
                  if path in present]
     stages: dict[str, Any] = {}
-    reused = [name for name in STAGE_MARKERS if stage_done(cfg, name)]
+    reused: list[str] = []
+    curated_fp = decided_fingerprint(file_stats)
     curated_files = doc_files
     if cfg.dedup.enabled:
         from pipeline.dedup import run_dedup
 
-        if "dedup" not in reused:  # new curated files: shards made from the old ones are stale
-            _remove_file(storage.join(out, *STAGE_MARKERS["tokenize"]), opts)
-            reused = [name for name in reused if name != "tokenize"]
+        curated_fp = dedup_fingerprint(cfg, curated_fp)
+        if marker_matches(storage.join(out, "dedup", "stats.json"), curated_fp, opts):
+            reused.append("dedup")
         t0 = time.time()
-        stages["dedup"] = run_dedup(cfg, out, doc_files)
+        stages["dedup"] = run_dedup(cfg, out, doc_files, curated_fp)
         stage_seconds["dedup"] = time.time() - t0
         totals.remove_kept(stages["dedup"].get("removed_by_reason", {}))
         curated_files = storage.listdir(storage.join(out, "curated"), ".parquet", opts)
     if cfg.tokenizer.enabled:
-        from pipeline.tokenize import run_tokenize
+        from pipeline.tokenize import run_tokenize, tokenize_fingerprints
 
+        tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_fp)
+        reused += [name for name, path, fp in (("tokenizer", ("tokenizer", "tokenizer.json"), tokenizer_fp),
+                                               ("tokenize", ("tokens", "manifest.json"), shards_fp))
+                   if marker_matches(storage.join(out, *path), fp, opts)]
         t0 = time.time()
-        stages["tokenize"] = run_tokenize(cfg, out, curated_files)
+        stages["tokenize"] = run_tokenize(cfg, out, curated_files, curated_fp)
         stage_seconds["tokenize"] = time.time() - t0
     totals.check()
-    resume: dict[str, Any] = {"stages_reused": [name for name in reused if name in stages],
-                              "temporaries_removed": remove_temporaries(out, opts)}
-    if annotate_tasks_run is not None:
-        resume.update(annotate_tasks_run=annotate_tasks_run, annotate_inputs_reused=n_inputs - annotate_tasks_run)
+    resume: dict[str, Any] = {"stages_reused": reused, "temporaries_removed": remove_temporaries(out, opts), **work}
 
     summary = {
         "name": cfg.run.name,
@@ -172,29 +167,9 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
     return summary
 
 
-def stage_done(cfg: SieveConfig, name: str) -> bool:
-    """Whether global stage `name` left its final marker with this config's hash."""
-    path, opts = storage.join(cfg.output.path, *STAGE_MARKERS[name]), cfg.input.storage_options
-    return storage.exists(path, opts) and storage.read_json(path, opts).get("config_hash") == cfg.hash()
-
-
-def invalidate_stale_stages(cfg: SieveConfig, file_rows: list[dict[str, Any]]) -> None:
-    """Delete the global stages' markers unless they were made from these annotated inputs.
-
-    The stages check only the config hash; but a rerun may have completed an input that failed
-    before (its documents must reach curated/ and tokens/). `annotated.json` records the inputs'
-    outcomes the markers were made from; it is rewritten only after stale markers are gone, so a
-    driver killed at any point leaves markers that match it.
-    """
-    out, opts = cfg.output.path, cfg.input.storage_options
-    state_path = storage.join(out, "annotated.json")
-    blob = json.dumps(file_rows, sort_keys=True, separators=(",", ":")).encode()
-    state = {"config_hash": cfg.hash(), "inputs": len(file_rows), "outcomes_sha256": hashlib.sha256(blob).hexdigest()}
-    if storage.exists(state_path, opts) and storage.read_json(state_path, opts) == state:
-        return
-    for parts in STAGE_MARKERS.values():
-        _remove_file(storage.join(out, *parts), opts)
-    storage.atomic_write_json(state_path, state, opts)
+def marker_matches(path: str, fingerprint: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether a stage's final marker (a JSON file written last) carries `fingerprint`."""
+    return storage.exists(path, storage_options) and storage.read_json(path, storage_options).get("fingerprint") == fingerprint
 
 
 def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) -> int:
@@ -207,12 +182,6 @@ def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) 
     return len(leftovers)
 
 
-def _remove_file(path: str, storage_options: dict[str, Any] | None = None) -> None:
-    fs, p = storage.fs_and_path(path, storage_options)
-    if fs.exists(p):
-        fs.rm_file(p)
-
-
 def write_report(cfg: SieveConfig, summary: dict[str, Any]) -> str | None:
     """OUT/report.html when the report module is available (it needs matplotlib)."""
     try:
@@ -222,22 +191,45 @@ def write_report(cfg: SieveConfig, summary: dict[str, Any]) -> str | None:
     return _write(cfg, summary)
 
 
-def prepare_output(cfg: SieveConfig) -> None:
-    """Claim the output directory for this config, or refuse if another config's run is there."""
+def prepare_output(cfg: SieveConfig, stems: Iterable[str]) -> None:
+    """Claim the output directory for this config's inputs (`stems`).
+
+    Any config may rerun into its own output: the stages compare fingerprints. Refused: a
+    directory holding outputs of inputs this config does not list (their documents would mix
+    into dedup and tokens), unless output.overwrite deletes it first.
+    """
     out, opts = cfg.output.path, cfg.input.storage_options
     marker = storage.join(out, "config.json")
-    if storage.exists(marker, opts):
-        previous = storage.read_json(marker, opts)
-        if previous.get("config_hash") != cfg.hash():
-            if not cfg.output.overwrite:
-                raise OutputConflict(
-                    f"{out} holds a run of a different config (hash {previous.get('config_hash', '?')[:12]}, "
-                    f"this config {cfg.hash()[:12]}). Choose another output.path (--output) or pass "
-                    f"--overwrite to delete it and start fresh.")
-            storage.remove_tree(out, opts)
+    if storage.exists(marker, opts) and cfg.output.overwrite:
+        storage.remove_tree(out, opts)
+    stored = {p.rsplit("/", 1)[-1].removesuffix(".json") for p in storage.listdir(storage.join(out, "stats"), ".json", opts)}
+    others = sorted(stored - set(stems))
+    if others:
+        raise OutputConflict(
+            f"{out} holds outputs of {len(others)} input(s) this config does not list (e.g. {others[0]!r}): "
+            f"list them again, choose another output.path (--output), or pass --overwrite to delete it and start fresh.")
     storage.makedirs(out, opts)
     # Not key-sorted: the order of `filters` is meaningful (refilter reads it back).
     storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts, sort_keys=False)
+
+
+def ray_address(cfg: SieveConfig) -> str | None:
+    """The cluster this run joins (run.ray_address, else RAY_ADDRESS), None for an embedded Ray."""
+    return cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+
+
+def check_output_reachable(cfg: SieveConfig) -> None:
+    """Refuse, before any work, a local output.path on a cluster of several nodes: each task would
+    write on the disk of whichever node ran it, scattering the outputs."""
+    if not ray_address(cfg) or storage.is_remote(cfg.output.path) or cfg.output.shared_filesystem:
+        return
+    ray = init_ray(cfg)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise ConfigError(
+            f"output.path {cfg.output.path!r} is a local path, but the Ray cluster has {len(nodes)} nodes: each "
+            "task would write on its own node's disk. Use an object store (output.path: s3://bucket/run) or, "
+            "if every node mounts this path on a shared filesystem, set output.shared_filesystem: true.")
 
 
 def init_ray(cfg: SieveConfig) -> Any:
@@ -246,7 +238,7 @@ def init_ray(cfg: SieveConfig) -> Any:
 
     if ray.is_initialized():
         return ray
-    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    address = ray_address(cfg)
     repo_root = str(Path(__file__).resolve().parents[1])
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}}
     if address:
@@ -257,63 +249,100 @@ def init_ray(cfg: SieveConfig) -> Any:
     return ray
 
 
-def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """One Ray task per input not yet done; returns the stats of every input (done before or now)
-    and the number of tasks run.
+def plan_inputs(cfg: SieveConfig, inputs: list[str], stems: dict[str, str]
+                ) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """(stats of the inputs reused as they are, inputs to re-decide, inputs to annotate).
 
-    An input is done when its completion marker `stats/<stem>.json` (written last by the task)
-    holds this config's hash and status "ok", and its documents file exists. A "failed" input
-    (could not be opened or read to the end, e.g. a server that kept answering 503) is redone: the
-    cause may have been transient.
+    An input is reused when its completion marker `stats/<stem>.json` (written last by its task)
+    has status "ok", its documents file exists and its signals fingerprint equals the current one
+    (same input file, extraction and filter provenance): then it is re-decided only if the
+    thresholds changed, or annotated again if the rejected documents needed for that were not
+    kept. A "failed" input (could not be opened or read to the end) is redone: the cause may
+    have been transient.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from pipeline.decide import build_filters
+
     out, opts = cfg.output.path, cfg.input.storage_options
-    stems = unique_stems(inputs)
     markers = set(storage.listdir(storage.join(out, "stats"), ".json", opts))
     documents = set(storage.listdir(storage.join(out, "documents"), ".parquet", opts))
     candidates = [p for p in inputs if storage.join(out, "stats", f"{stems[p]}.json") in markers
                   and storage.join(out, "documents", f"{stems[p]}.parquet") in documents]
+
+    def look(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        stored = storage.read_json(storage.join(out, "stats", f"{stems[path]}.json"), opts)
+        return stored, input_identity(path, opts, cfg.input.timeout_s)
+
     with ThreadPoolExecutor(max_workers=16) as pool:  # thousands of small reads on object storage
-        stored = dict(zip(candidates, pool.map(
-            lambda p: storage.read_json(storage.join(out, "stats", f"{stems[p]}.json"), opts), candidates)))
-    results = {path: stats for path, stats in stored.items()
-               if stats.get("config_hash") == cfg.hash() and stats.get("input") == path and stats.get("status") == "ok"}
-    todo = [p for p in inputs if p not in results]
-    if todo:
-        results.update(_run_annotate_tasks(cfg, todo, stems))
-    return [results[p] for p in inputs], len(todo)
+        looked = dict(zip(candidates, pool.map(look, candidates)))
+    filters = build_filters(cfg)
+    filter_provenance = provenance(filters)
+    reused: dict[str, dict[str, Any]] = {}
+    redecide: list[str] = []
+    for path, (stored, identity) in looked.items():
+        fingerprints = stored.get("fingerprints", {})
+        if stored.get("input") != path or stored.get("status") != "ok":
+            continue
+        signals = signals_fingerprint(cfg, filter_provenance, identity)
+        if fingerprints.get("signals") != signals:
+            continue
+        if fingerprints.get("decide") == decide_fingerprint(cfg, filters, signals):
+            reused[path] = stored
+        elif stored.get("keep_rejected"):
+            redecide.append(path)
+    annotate = [p for p in inputs if p not in reused and p not in redecide]
+    return reused, redecide, annotate
 
 
-def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]) -> dict[str, dict[str, Any]]:
+def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Annotate (or only re-decide) every input whose outputs are not up to date; returns the
+    stats of every input, in input order, and how many inputs took each path."""
+    stems = unique_stems(inputs)
+    results, redecide, annotate = plan_inputs(cfg, inputs, stems)
+    work = {"annotate_tasks_run": len(annotate), "decide_tasks_run": len(redecide),
+            "annotate_inputs_reused": len(results)}
+    if annotate or redecide:
+        from pipeline.annotate import process_warc
+        from pipeline.decide import redecide_input
+
+        out = cfg.output.path
+        jobs = [(path, process_warc, path, stems[path]) for path in annotate]
+        jobs += [(path, redecide_input, out, stems[path]) for path in redecide]
+        results.update(run_input_tasks(cfg, jobs, "annotate"))
+    return [results[p] for p in inputs], work
+
+
+def run_input_tasks(cfg: SieveConfig, jobs: list[tuple[str, Any, str, str]], desc: str) -> dict[str, dict[str, Any]]:
+    """Run each job `(input, func, source, stem)` as the Ray task `func(source, stem, cfg, out)`
+    (`process_warc` or `redecide_input`), a bounded number in flight; returns each input's stats.
+    A task that fails for good is reported as that input's error(task_error), not fatal."""
     from tqdm import tqdm
-
-    from pipeline.annotate import process_warc
 
     ray = init_ray(cfg)
     options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
     if cfg.run.task_memory_mb:
         options["memory"] = cfg.run.task_memory_mb * 1024 * 1024
-    task = ray.remote(process_warc).options(**options)
+    remote = {func: ray.remote(func).options(**options) for _, func, _, _ in jobs}
     max_in_flight = cfg.run.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     cfg_ref = ray.put(cfg)
-    pending: dict[Any, str] = {}
+    pending: dict[Any, tuple[str, str]] = {}  # task -> (input, stem)
     results: dict[str, dict[str, Any]] = {}
-    queue = list(todo)
-    bar = tqdm(total=len(todo), unit="file", desc="annotate", disable=not cfg.run.progress, file=sys.stderr)
+    queue = list(jobs)
+    bar = tqdm(total=len(jobs), unit="file", desc=desc, disable=not cfg.run.progress, file=sys.stderr)
     records = docs = 0
     while queue or pending:
         while queue and len(pending) < max_in_flight:
-            path = queue.pop(0)
-            pending[task.remote(path, stems[path], cfg_ref, cfg.output.path)] = path
+            path, func, source, stem = queue.pop(0)
+            pending[remote[func].remote(source, stem, cfg_ref, cfg.output.path)] = (path, stem)
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
-            path = pending.pop(ref)
+            path, stem = pending.pop(ref)
             try:
                 stats = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
                 log.error("input %s: task failed: %s", path, exc, extra={"input": path, "reason": "task_error"})
-                stats = _failed_stats(path, stems[path], exc)
+                stats = _failed_stats(path, stem, exc)
             results[path] = stats
             records += stats["records"]
             docs += stats["kept"]

@@ -76,6 +76,18 @@ def remove_tree(path: str, storage_options: dict[str, Any] | None = None) -> Non
         fs.rm(p, recursive=True)
 
 
+def remove_file(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete one file (missing is fine)."""
+    fs, p = fs_and_path(path, storage_options)
+    if fs.exists(p):
+        fs.rm_file(p)
+
+
+def read_bytes(path: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    fs, p = fs_and_path(path, storage_options)
+    return fs.cat_file(p)
+
+
 def atomic_write_bytes(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
     """Write `data` to `path` via a temporary sibling and a rename."""
     fs, p = fs_and_path(path, storage_options)

@@ -7,7 +7,8 @@
 
 The number of shards is fixed before encoding, from the curated text size (Parquet metadata) and
 the tokenizer's bytes per token on a sample, so each encode task can group its documents by shard.
-Resumable at stage granularity: tokens/manifest.json carries the config hash.
+Resumable per part: tokenizer/tokenizer.json and tokens/manifest.json carry their fingerprints
+(`pipeline.fingerprint`): a new shard size re-encodes with the same tokenizer.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import SieveConfig
+from pipeline.fingerprint import digest, input_identity, shards_fingerprint, tokenizer_fingerprint
 from pipeline.shards import doc_hash, part_schema, shard_manifest, shard_name, token_dtype, write_part, write_shard
 from pipeline.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
 
@@ -86,12 +88,31 @@ def _local_copy(path: str, opts: dict[str, Any]) -> Path:
     return tmp
 
 
-def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], sizes: list[int], ray: Any
-                      ) -> tuple[Tokenizer, dict[str, Any]]:
-    """Load cfg.tokenizer.path, or train on an even fraction of each curated file's text (one Ray
-    task per file counts its pre-tokens); save it into OUT/tokenizer/ with its sha256."""
+def loaded_tokenizer_sha256(cfg: SieveConfig) -> str | None:
+    """sha256 of vocab.json + merges.txt under tokenizer.path (None when training)."""
+    if not cfg.tokenizer.path:
+        return None
+    opts = cfg.input.storage_options
+    return hashlib.sha256(b"".join(storage.read_bytes(storage.join(cfg.tokenizer.path, name), opts)
+                                   for name in ("vocab.json", "merges.txt"))).hexdigest()
+
+
+def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], sizes: list[int], ray: Any,
+                      fingerprint: str) -> tuple[Tokenizer, dict[str, Any]]:
+    """(tokenizer, its info). Reuses OUT/tokenizer/ when its
+    tokenizer.json carries `fingerprint`; else loads cfg.tokenizer.path, or trains on an even
+    fraction of each curated file's text (one Ray task per file counts its pre-tokens), and saves
+    it into OUT/tokenizer/ with its sha256 (tokenizer.json last: it marks the files complete)."""
     opts, tcfg = cfg.input.storage_options, cfg.tokenizer
-    info: dict[str, Any] = {}
+    tokenizer_dir = storage.join(out, "tokenizer")
+    marker = storage.join(tokenizer_dir, "tokenizer.json")
+    if storage.exists(marker, opts):
+        stored = storage.read_json(marker, opts)
+        if stored.get("fingerprint") == fingerprint:
+            local = _local_copy(tokenizer_dir, opts)
+            return Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens), stored
+        storage.remove_file(marker, opts)
+    info: dict[str, Any] = {"fingerprint": fingerprint}
     if tcfg.path:
         local = _local_copy(tcfg.path, opts)
         tokenizer = Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens)
@@ -116,11 +137,11 @@ def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], size
         vocab_path, merges_path = tokenizer.save(tmp)
         digest = hashlib.sha256(vocab_path.read_bytes() + merges_path.read_bytes()).hexdigest()
         for path in (vocab_path, merges_path):
-            storage.atomic_write_bytes(storage.join(out, "tokenizer", path.name), path.read_bytes(), opts)
+            storage.atomic_write_bytes(storage.join(tokenizer_dir, path.name), path.read_bytes(), opts)
     info.update(sha256=digest, sha256_of="vocab.json + merges.txt", vocab_size=len(tokenizer.vocab),
                 special_tokens=tokenizer.special_ids, merges=len(tokenizer.merges),
                 fast_path=tokenizer.fast_path_available())
-    storage.atomic_write_json(storage.join(out, "tokenizer", "tokenizer.json"), info, opts)
+    storage.atomic_write_json(marker, info, opts)
     return tokenizer, info
 
 
@@ -166,14 +187,25 @@ def estimate_shards(tokenizer: Tokenizer, curated_files: list[str], total_text_b
     return max(1, math.ceil(total_text_bytes / bytes_per_token / target_tokens)), bytes_per_token
 
 
-def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[str, Any]:
-    """Tokenizer + token shards for the curated documents; returns the manifest."""
+def tokenize_fingerprints(cfg: SieveConfig, curated: str | list[str]) -> tuple[str, str]:
+    """(tokenizer, shards) fingerprints for the curated documents: their fingerprint, or their
+    files (identified by name, size and mtime) for a caller that has none."""
+    if not isinstance(curated, str):
+        curated = digest([input_identity(path, cfg.input.storage_options) for path in curated])
+    tokenizer_fp = tokenizer_fingerprint(cfg, curated, loaded_tokenizer_sha256(cfg))
+    return tokenizer_fp, shards_fingerprint(cfg, tokenizer_fp, curated)
+
+
+def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str], curated: str | None = None) -> dict[str, Any]:
+    """Tokenizer + token shards for the curated documents (fingerprint `curated`); returns the
+    manifest. tokenizer/ and tokens/ are each reused when their stored fingerprint matches."""
     opts = cfg.input.storage_options
     tokens_dir = storage.join(out, "tokens")
     manifest_path = storage.join(tokens_dir, "manifest.json")
+    tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_files if curated is None else curated)
     if storage.exists(manifest_path, opts):
         stored = storage.read_json(manifest_path, opts)
-        if stored.get("config_hash") == cfg.hash():
+        if stored.get("fingerprint") == shards_fp:
             return stored
     from pipeline.run import init_ray
 
@@ -181,7 +213,7 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[s
     storage.remove_tree(tokens_dir, opts)  # shards of an older run must not mix with these
     ray = init_ray(cfg)
     sizes = [text_bytes(path, opts) for path in curated_files]
-    tokenizer, info = prepare_tokenizer(cfg, out, curated_files, sizes, ray)
+    tokenizer, info = prepare_tokenizer(cfg, out, curated_files, sizes, ray, tokenizer_fp)
     eot_id = tokenizer.special_ids[cfg.tokenizer.end_of_text]
     num_shards, bytes_per_token = estimate_shards(tokenizer, curated_files, sum(sizes), cfg.shards.target_tokens, opts)
 
@@ -196,7 +228,7 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str]) -> dict[s
     storage.remove_tree(storage.join(tokens_dir, ".parts"), opts)
     manifest = shard_manifest(
         shards, len(tokenizer.vocab), tokenizer.special_ids, eot_id, cfg.shards.seed,
-        config_hash=cfg.hash(), tokenizer_sha256=info["sha256"], tokenizer_dir="../tokenizer",
+        config_hash=cfg.hash(), fingerprint=shards_fp, tokenizer_sha256=info["sha256"], tokenizer_dir="../tokenizer",
         skipped_docs=sum(c["skipped"] for c in counts),
         reference_fallbacks=sum(c["reference_fallbacks"] for c in counts),
         bytes_per_token=round(bytes_per_token, 4), tokenizer=info, seconds=round(time.time() - started, 3))

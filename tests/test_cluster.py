@@ -81,12 +81,14 @@ def cluster():
             time.sleep(2)
 
 
-def _config(tmp: Path, shared: Path, name: str) -> Path:
+def _config(tmp: Path, shared: Path, name: str, shared_filesystem: bool = True) -> Path:
+    """Both nodes run on this machine, so a local output path is one shared disk (declared)."""
     inputs = [str(p) for p in sorted((shared / "bench").glob("realweb-*.warc.gz"))]
     cfg = {"run": {"name": name, "progress": False},
            "input": {"paths": inputs}, "filters": {"language": {}, "gopher": {}, "fineweb": {}, "minhash": {}},
            "dedup": {"near": {"partitions": 2}}, "tokenizer": {"vocab_size": 1000, "train_sample_bytes": 2_000_000},
-           "shards": {"target_tokens": 400_000}, "output": {"path": str(tmp / name)}}
+           "shards": {"target_tokens": 400_000},
+           "output": {"path": str(tmp / name), "shared_filesystem": shared_filesystem}}
     path = tmp / f"{name}.json"  # JSON is YAML
     path.write_text(json.dumps(cfg))
     return path
@@ -145,6 +147,14 @@ def _wait_for(predicate, timeout: float = 120.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("timed out")
+
+
+def test_local_output_on_a_multi_node_cluster_is_refused(cluster, shared_data, tmp_path):
+    config = _config(tmp_path, shared_data, "scattered", shared_filesystem=False)
+    result = _submit(cluster, config)
+    output = result.stdout + result.stderr
+    assert "output.shared_filesystem" in output and "2 nodes" in output and "s3://" in output, output[-3000:]
+    assert not (tmp_path / "scattered" / "stats").exists()  # refused before any work
 
 
 def test_sigkilled_worker_and_killed_driver_change_nothing(cluster, shared_data, tmp_path):

@@ -144,4 +144,4 @@ def test_input_failing_past_io_retries_is_redone_by_rerun(undisturbed, flaky_ser
     assert rerun["resume"]["annotate_tasks_run"] == 1 and rerun["resume"]["stages_reused"] == []
     assert {f["stem"]: f["status"] for f in rerun["files"]} == {"a": "ok", "b": "ok"}
     assert output_fingerprint(out) == expected
-    assert run_pipeline(cfg)["resume"]["stages_reused"] == ["dedup", "tokenize"]  # now complete
+    assert run_pipeline(cfg)["resume"]["stages_reused"] == ["dedup", "tokenizer", "tokenize"]  # now complete

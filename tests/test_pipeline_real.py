@@ -2,6 +2,8 @@
 every record ends in exactly one bucket (kept / removed(reason) / error(reason))."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -98,15 +100,16 @@ def test_rerun_redoes_only_unfinished_inputs(real_run):
     assert strip(again["totals"]) == strip(summary["totals"])
 
 
-def test_overwrite_starts_fresh(real_run, tmp_path):
-    from pipeline.run import OutputConflict
-
-    cfg, _ = real_run
+def test_new_extraction_setting_reannotates_and_overwrite_starts_fresh(real_run, tmp_path):
+    cfg, summary = real_run
     other = cfg.model_copy(deep=True)
     other.extract.min_chars = 500
-    with pytest.raises(OutputConflict):
-        run_pipeline(other)
+    changed = run_pipeline(other)  # extraction shapes the signals: every input is annotated again
+    assert changed["resume"]["annotate_tasks_run"] == summary["inputs"]
+    assert changed["totals"]["removed"].get("extract:too_short", 0) > 0
+    leftover = Path(cfg.output.path) / "left-by-an-earlier-run.txt"
+    leftover.write_text("x")
     other.output.overwrite = True
     fresh = run_pipeline(other)
-    assert fresh["config_hash"] == other.hash()
-    assert fresh["totals"]["removed"].get("extract:too_short", 0) > 0
+    assert fresh["config_hash"] == other.hash() and not leftover.exists()
+    assert fresh["totals"]["removed"]["extract:too_short"] == changed["totals"]["removed"]["extract:too_short"]

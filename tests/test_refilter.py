@@ -1,10 +1,17 @@
-"""refilter re-decides stored signals: same thresholds -> same documents, no model, no WARC read."""
+"""refilter re-decides stored signals: same thresholds -> same documents, no model, no WARC read;
+keys that cannot take effect are refused; documents name what computed their signals."""
 from __future__ import annotations
 
+import json
+import shutil
+
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import parse_config
+from pipeline.decide import redecide_input
 from pipeline.refilter import RefilterError, refilter
 from pipeline.run import run_pipeline
 
@@ -59,3 +66,55 @@ def test_filter_without_stored_signals_is_refused(stored_run, tmp_path):
     out, _ = stored_run
     with pytest.raises(RefilterError, match="no stored signals"):
         refilter(str(out), ["filters.c4={}"], str(tmp_path / "c4"))
+
+
+def test_keys_that_cannot_take_effect_are_refused_with_the_reason(stored_run, tmp_path):
+    out, _ = stored_run
+    with pytest.raises(RefilterError, match=r"filters\.language\.max_chars: changes how the stored signals"):
+        refilter(str(out), ["language.max_chars=100"], str(tmp_path / "a"))
+    with pytest.raises(RefilterError, match=r"filters\.gopher\.stop_words"):
+        refilter(str(out), ["gopher.stop_words=[the]"], str(tmp_path / "b"))
+    with pytest.raises(RefilterError, match=r"extract\.main_content: cannot take effect"):
+        refilter(str(out), ["extract.main_content=false"], str(tmp_path / "c"))
+    with pytest.raises(RefilterError, match=r"input\.paths: cannot take effect"):
+        refilter(str(out), ["input.paths=[x.warc.gz]"], str(tmp_path / "d"))
+    assert not (tmp_path / "a").exists()  # refused before anything is written
+
+
+def test_tokenizer_settings_take_effect_and_each_input_is_one_task(stored_run, tmp_path):
+    out, summary = stored_run
+    result = refilter(str(out), ["tokenizer.enabled=true", "tokenizer.vocab_size=300"], str(tmp_path / "tok"))
+    assert result["stages"]["tokenize"]["vocab_size"] == 300
+    assert result["resume"]["decide_tasks_run"] == summary["inputs"] and result["resume"]["annotate_tasks_run"] == 0
+    assert result["totals"]["kept"] == summary["totals"]["kept"]
+
+
+def test_documents_carry_the_provenance_of_their_signals(stored_run):
+    out, _ = stored_run
+    metadata = pq.read_schema(next((out / "documents").glob("*.parquet"))).metadata
+    groups = {g["filter"]: g for g in json.loads(metadata[b"sieve.signals"])}
+    assert list(groups) == ["language", "gopher", "fineweb"]
+    assert groups["language"]["params"] == {"model": "lid176", "max_chars": 2000}
+    assert len(groups["language"]["files"]["model"]) == 64 and groups["gopher"]["version"] >= 1
+    assert "min_score" not in groups["language"]["params"]  # thresholds are not part of a signal
+
+
+def test_a_rewrite_killed_midway_loses_and_doubles_nothing(stored_run, tmp_path):
+    """Re-deciding in place first writes rejected/ as the union of old and new rejections; a task
+    killed right after leaves documents in both files, and the next attempt counts each once."""
+    out, _ = stored_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    stem = max((p.stem for p in (copy / "documents").glob("*.parquet")),
+               key=lambda s: pq.read_metadata(copy / "documents" / f"{s}.parquet").num_rows)
+    kept, rejected = (pq.read_table(copy / sub / f"{stem}.parquet") for sub in ("documents", "rejected"))
+    before = json.loads((copy / "stats" / f"{stem}.json").read_text())
+    union = pa.concat_tables([rejected, kept.append_column("reason", pa.nulls(kept.num_rows, pa.string()))])
+    pq.write_table(union, copy / "rejected" / f"{stem}.parquet")  # as a killed rewrite leaves it
+    cfg = parse_config({**json.loads((copy / "config.json").read_text())["config"], "output": {"path": str(copy)}})
+    stats = redecide_input(str(copy), stem, cfg, str(copy))
+    assert stats["kept"] == before["kept"] and stats["removed"] == before["removed"]
+    again = {sub: pq.read_table(copy / sub / f"{stem}.parquet", columns=["doc_id"]).column(0).to_pylist()
+             for sub in ("documents", "rejected")}
+    assert sorted(again["documents"]) == sorted(kept.column("doc_id").to_pylist())
+    assert sorted(again["rejected"]) == sorted(rejected.column("doc_id").to_pylist())

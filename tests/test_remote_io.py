@@ -4,6 +4,7 @@ s3:// inputs and outputs through moto's S3 server on loopback. Outputs must equa
 from __future__ import annotations
 
 import gzip
+import json
 import http.server
 import logging
 import random
@@ -296,6 +297,15 @@ def test_s3_inputs_and_outputs_equal_a_local_run_and_resume(s3, shared_data, ray
     assert {**again["totals"], "task_seconds": 0} == {**summary["totals"], "task_seconds": 0}
     after = {o["Key"]: o["LastModified"] for o in client.list_objects_v2(Bucket="crawl", Prefix="out/")["Contents"]}
     assert all(after[f"out/stats/{s}.json"] == objects[f"out/stats/{s}.json"] for s in stems)
+
+    # refilter reads and writes through the same storage layer (its storage options honoured).
+    from pipeline.refilter import refilter
+
+    strict = refilter("s3://crawl/out", ["gopher.min_words=400", f"input.storage_options={json.dumps(options)}"],
+                      "s3://crawl/strict")
+    assert strict["resume"]["decide_tasks_run"] == len(sources) + 1
+    assert 0 < strict["totals"]["kept"] < summary["totals"]["kept"]
+    assert {d[0] for d in _documents("s3://crawl/strict", options)} < {d[0] for d in _documents("s3://crawl/out", options)}
 
 
 def test_remote_store_open_retries_transient_errors_not_missing_files(monkeypatch):

@@ -1,5 +1,6 @@
-"""Resume: rerunning a config into its output directory redoes only unfinished inputs and stages;
-another config is refused there unless --overwrite starts fresh."""
+"""Resume: a rerun into the same output directory redoes only unfinished inputs and the stages
+whose fingerprints changed (a threshold re-decides, a model re-annotates, a shard size re-encodes);
+another set of inputs is refused there unless --overwrite starts fresh."""
 from __future__ import annotations
 
 import json
@@ -39,8 +40,8 @@ def test_rerun_redoes_only_what_is_missing(ray_session, tmp_path):
     # Nothing missing: no task runs, both global stages are reused, no output is rewritten.
     before = _mtimes(out, "documents", "rejected", "stats", *STAGE_DIRS)
     again = run_pipeline(cfg)
-    assert again["resume"] == {"annotate_tasks_run": 0, "annotate_inputs_reused": 3,
-                               "stages_reused": ["dedup", "tokenize"], "temporaries_removed": 0}
+    assert again["resume"] == {"annotate_tasks_run": 0, "annotate_inputs_reused": 3, "decide_tasks_run": 0,
+                               "stages_reused": ["dedup", "tokenizer", "tokenize"], "temporaries_removed": 0}
     assert _changed(before, _mtimes(out, "documents", "rejected", "stats", *STAGE_DIRS)) == set()
     assert again["totals"] == first["totals"]
 
@@ -49,7 +50,8 @@ def test_rerun_redoes_only_what_is_missing(ray_session, tmp_path):
     os.remove(out / "stats/b.json")
     os.remove(out / "documents/b.parquet")
     redo = run_pipeline(cfg)
-    assert redo["resume"]["annotate_tasks_run"] == 1 and redo["resume"]["stages_reused"] == ["dedup", "tokenize"]
+    assert redo["resume"]["annotate_tasks_run"] == 1
+    assert redo["resume"]["stages_reused"] == ["dedup", "tokenizer", "tokenize"]
     assert _changed(before, _mtimes(out, "documents", "rejected", "stats", *STAGE_DIRS)) == \
         {"documents/b.parquet", "rejected/b.parquet", "stats/b.json"}
     assert _counts(redo["totals"]) == _counts(first["totals"])
@@ -58,45 +60,81 @@ def test_rerun_redoes_only_what_is_missing(ray_session, tmp_path):
     stages_before = _mtimes(out, *STAGE_DIRS)
     os.remove(out / "tokens/manifest.json")
     tokens_only = run_pipeline(cfg)
-    assert tokens_only["resume"]["stages_reused"] == ["dedup"]
+    assert tokens_only["resume"]["stages_reused"] == ["dedup", "tokenizer"]
     changed = _changed(stages_before, _mtimes(out, *STAGE_DIRS))
-    assert changed and all(name.startswith(("tokens/", "tokenizer/")) for name in changed)
+    assert changed and all(name.startswith("tokens/") for name in changed)  # the tokenizer is not retrained
     assert output_fingerprint(out) == expected
 
-    # ... and without dedup's marker both stages run (new curated files make old shards stale).
+    # ... and without dedup's marker dedup runs again; it rewrites curated/ with the same documents
+    # (same fingerprint), so the tokenizer and the shards made from them stay valid.
     os.remove(out / "dedup/stats.json")
+    stages_before = _mtimes(out, *STAGE_DIRS)
     both = run_pipeline(cfg)
-    assert both["resume"]["stages_reused"] == []
-    assert {"dedup/stats.json", "tokens/manifest.json"} <= _changed(stages_before, _mtimes(out, *STAGE_DIRS))
+    assert both["resume"]["stages_reused"] == ["tokenizer", "tokenize"]
+    changed = _changed(stages_before, _mtimes(out, *STAGE_DIRS))
+    assert "dedup/stats.json" in changed and all(name.startswith(("dedup/", "curated/")) for name in changed)
     assert output_fingerprint(out) == expected
-    assert json.loads((out / "run.json").read_text())["resume"]["stages_reused"] == []
+    assert json.loads((out / "run.json").read_text())["resume"]["stages_reused"] == ["tokenizer", "tokenize"]
 
 
-def test_other_config_is_refused_and_overwrite_starts_fresh(ray_session, tmp_path, capsys):
-    inputs = sample_inputs(tmp_path / "in", ["a"])
+def test_each_setting_redoes_only_the_stages_it_shapes(ray_session, tmp_path):
+    inputs = sample_inputs(tmp_path / "in", ["a", "b"])
+    out = tmp_path / "out"
+    base = sample_config(inputs, out)
+    first = run_pipeline(base)
+    annotated = _mtimes(out, "documents", "rejected")
+
+    # A tokenizer setting: no input is annotated or decided again, dedup is reused, the tokenizer
+    # is retrained (the old refusal "holds a run of a different config" is gone).
+    vocab = run_pipeline(sample_config(inputs, out, "tokenizer.vocab_size=600"))
+    assert vocab["resume"]["annotate_tasks_run"] == vocab["resume"]["decide_tasks_run"] == 0
+    assert vocab["resume"]["stages_reused"] == ["dedup"]
+    assert vocab["stages"]["tokenize"]["vocab_size"] == 600
+    assert _changed(annotated, _mtimes(out, "documents", "rejected")) == set()
+
+    # A shard size: only the shards are rewritten, with the same tokenizer.
+    shards = run_pipeline(sample_config(inputs, out, "tokenizer.vocab_size=600", "shards.target_tokens=700"))
+    assert shards["resume"]["stages_reused"] == ["dedup", "tokenizer"]
+    assert shards["stages"]["tokenize"]["tokenizer_sha256"] == vocab["stages"]["tokenize"]["tokenizer_sha256"]
+
+    # A threshold: the stored signals are re-decided (no model runs), then dedup and tokens redo.
+    loose = run_pipeline(sample_config(inputs, out, "filters.toxicity.max_nsfw=1.0", "filters.toxicity.max_hate=1.0",
+                                       "filters.quality.min_score=0.0"))
+    assert loose["resume"]["annotate_tasks_run"] == 0 and loose["resume"]["decide_tasks_run"] == 2
+    assert loose["resume"]["stages_reused"] == []
+    assert loose["totals"]["kept_by_filters"] > first["totals"]["kept_by_filters"]
+    assert loose["totals"]["records"] == first["totals"]["records"]
+
+    # A signal parameter: the signals are recomputed (annotate runs), never re-decided as they were.
+    recomputed = run_pipeline(sample_config(inputs, out, "filters.language.max_chars=300"))
+    assert recomputed["resume"]["annotate_tasks_run"] == 2
+    assert json.loads((out / "stats/a.json").read_text())["provenance"][0]["params"]["max_chars"] == 300
+
+    # Back to the first config: annotated again (new signals), same outputs as the first run.
+    again = run_pipeline(base)
+    assert again["resume"]["annotate_tasks_run"] == 2
+    assert _counts(again["totals"]) == _counts(first["totals"])
+
+
+def test_other_inputs_are_refused_and_overwrite_starts_fresh(ray_session, tmp_path, capsys):
+    inputs = sample_inputs(tmp_path / "in", ["a", "b"])
     out = tmp_path / "out"
     config = tmp_path / "small.yaml"
     config.write_text(json.dumps({"run": {"progress": False}, "input": {"paths": [str(p) for p in inputs]},
                                   "filters": {"language": {"allowed": ["en"]}},
                                   "dedup": {"enabled": False}, "tokenizer": {"enabled": False}}))
     assert main(["--config", str(config), "--output", str(out)]) == 0
-    first_hash = json.loads((out / "config.json").read_text())["config_hash"]
-    first_kept = json.loads((out / "run.json").read_text())["totals"]["kept"]
     documents = (out / "documents/a.parquet").stat().st_mtime_ns
     (out / "left-by-the-first-run.txt").write_text("x")
 
-    other = ["--config", str(config), "--output", str(out), "--set", "filters.language.allowed=[de]"]
+    only_b = ["--config", str(config), "--output", str(out), "--set", f"input.paths=[{inputs[1]}]"]
     capsys.readouterr()
-    assert main(other) == 2
+    assert main(only_b) == 2
     err = capsys.readouterr().err
-    assert "different config" in err and first_hash[:12] in err and "--overwrite" in err and str(out) in err
-    assert json.loads((out / "config.json").read_text())["config_hash"] == first_hash  # untouched
-    assert (out / "documents/a.parquet").stat().st_mtime_ns == documents
+    assert "does not list" in err and "'a'" in err and "--overwrite" in err and str(out) in err
+    assert (out / "documents/a.parquet").stat().st_mtime_ns == documents  # untouched
 
-    assert main([*other, "--overwrite"]) == 0
+    assert main([*only_b, "--overwrite"]) == 0
     fresh = json.loads((out / "run.json").read_text())
-    assert fresh["config_hash"] != first_hash
-    assert json.loads((out / "config.json").read_text())["config_hash"] == fresh["config_hash"]
-    assert not (out / "left-by-the-first-run.txt").exists()
-    assert fresh["resume"]["annotate_tasks_run"] == 1
-    assert fresh["totals"]["kept"] != first_kept  # German pages now, not English ones
+    assert not (out / "left-by-the-first-run.txt").exists() and not (out / "documents/a.parquet").exists()
+    assert fresh["resume"]["annotate_tasks_run"] == 1 and [f["stem"] for f in fresh["files"]] == ["b"]
