@@ -1,7 +1,9 @@
 """Token shards: the Parquet files trainers read, their manifest, and `TokenShards`, the reader.
 
 A shard is `tokens/shard-NNNNN.parquet` (zstd), one row per document: `input_ids`
-(list<uint16> when the vocab fits, else list<uint32>, end-of-text id appended), `num_tokens`,
+(list<uint16> when the vocab fits, else list<uint32>; the document's text encoded as ordinary
+text, then the end-of-text id: the row's only special id, even when the page's text contains
+`<|endoftext|>` or another special-token string), `num_tokens`,
 `doc_id`, `url`, `source`. Each document gets a seeded 64-bit hash of its doc_id; the hash space
 is cut into `num_shards` equal ranges (one per shard) and each shard is sorted by hash, so the
 documents are shuffled across and inside shards, and the layout does not depend on how the

@@ -9,6 +9,10 @@ The number of shards is fixed before encoding, from the curated text size (Parqu
 the tokenizer's bytes per token on a sample, so each encode task can group its documents by shard.
 Resumable per part: tokenizer/tokenizer.json and tokens/manifest.json carry their fingerprints
 (`pipeline.fingerprint`): a new shard size re-encodes with the same tokenizer.
+
+Document text is ordinary text: a page that contains `<|endoftext|>` (or any configured special
+token) is trained on and encoded as bytes and merges, so each row holds exactly one special id,
+the end-of-text id the stage appends (the manifest counts such pages in `special_text_docs`).
 """
 from __future__ import annotations
 
@@ -48,9 +52,11 @@ def text_bytes(path: str, opts: dict[str, Any]) -> int:
     return sum(meta.row_group(g).column(column).total_uncompressed_size for g in range(meta.num_row_groups))
 
 
-def count_sample(path: str, max_bytes: int, special_tokens: list[str], opts: dict[str, Any]
-                 ) -> tuple[Counter[bytes], int, int]:
-    """Pre-token counts of a curated file's first `max_bytes` of text: (counts, docs, bytes)."""
+def count_sample(path: str, max_bytes: int, opts: dict[str, Any]) -> tuple[Counter[bytes], int, int]:
+    """Pre-token counts of a curated file's first `max_bytes` of text: (counts, docs, bytes).
+
+    Each document is counted as `encode_file` encodes it: as ordinary text, special-token strings
+    included (they are the page's words, not delimiters)."""
     counts: Counter[bytes] = Counter()
     docs = used = 0
     for batch in storage.iter_parquet_batches(path, columns=["text"], storage_options=opts):
@@ -58,7 +64,7 @@ def count_sample(path: str, max_bytes: int, special_tokens: list[str], opts: dic
             if used >= max_bytes:
                 return counts, docs, used
             if text:
-                counts.update(count_pretokens(text, special_tokens))
+                counts.update(count_pretokens(text, []))
                 docs += 1
                 used += len(text.encode("utf-8", "surrogatepass"))
     return counts, docs, used
@@ -121,7 +127,7 @@ def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], size
         started = time.time()
         fraction = min(1.0, tcfg.train_sample_bytes / max(1, sum(sizes)))
         count = ray.remote(count_sample)
-        pending = [count.remote(path, max(1, int(size * fraction)), tcfg.special_tokens, opts)
+        pending = [count.remote(path, max(1, int(size * fraction)), opts)
                    for path, size in zip(curated_files, sizes)]
         counts: Counter[bytes] = Counter()
         docs = used = 0
@@ -149,12 +155,14 @@ def encode_file(path: str, part_path: str, tokenizer: Tokenizer, eot_id: int, se
                 opts: dict[str, Any]) -> dict[str, int]:
     """Encode one curated file into a part: ids + end-of-text per document, grouped by shard.
 
-    Rows without a doc_id or text are skipped and counted."""
+    The text is ordinary text (no special id from it), so `eot_id` is each row's only special id,
+    at its end; documents whose text holds a special-token string are counted. Rows without a
+    doc_id or text are skipped and counted."""
     dtype = token_dtype(len(tokenizer.vocab))
     values: list[np.ndarray] = []
     lengths: list[int] = []
     columns: dict[str, list] = {"doc_id": [], "url": [], "source": [], "doc_hash": []}
-    skipped, fallbacks_before = 0, tokenizer.reference_fallbacks
+    skipped, special_text_docs, fallbacks_before = 0, 0, tokenizer.reference_fallbacks
     for batch in storage.iter_parquet_batches(path, columns=REQUIRED_COLUMNS, storage_options=opts):
         for doc_id, url, source, text in zip(*(batch.column(c).to_pylist() for c in REQUIRED_COLUMNS)):
             if doc_id is None or text is None:
@@ -162,6 +170,7 @@ def encode_file(path: str, part_path: str, tokenizer: Tokenizer, eot_id: int, se
                 continue
             ids = tokenizer.encode_fast(text)
             ids.append(eot_id)
+            special_text_docs += any(special in text for special in tokenizer.special_tokens)
             values.append(np.asarray(ids, dtype=dtype.to_pandas_dtype()))
             lengths.append(len(ids))
             columns["doc_id"].append(doc_id)
@@ -174,7 +183,7 @@ def encode_file(path: str, part_path: str, tokenizer: Tokenizer, eot_id: int, se
     table = pa.table({"input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, dtype)),
                       "num_tokens": pa.array(lengths, pa.int32()), **columns}, schema=schema)
     write_part(table, num_shards, part_path, opts)
-    return {"docs": len(lengths), "tokens": int(offsets[-1]), "skipped": skipped,
+    return {"docs": len(lengths), "tokens": int(offsets[-1]), "skipped": skipped, "special_text_docs": special_text_docs,
             "reference_fallbacks": tokenizer.reference_fallbacks - fallbacks_before}
 
 
@@ -230,6 +239,7 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str], curated: 
         shards, len(tokenizer.vocab), tokenizer.special_ids, eot_id, cfg.shards.seed,
         config_hash=cfg.hash(), fingerprint=shards_fp, tokenizer_sha256=info["sha256"], tokenizer_dir="../tokenizer",
         skipped_docs=sum(c["skipped"] for c in counts),
+        special_text_docs=sum(c["special_text_docs"] for c in counts),
         reference_fallbacks=sum(c["reference_fallbacks"] for c in counts),
         bytes_per_token=round(bytes_per_token, 4), tokenizer=info, seconds=round(time.time() - started, 3))
     storage.atomic_write_json(manifest_path, manifest, opts)

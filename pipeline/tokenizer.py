@@ -1,16 +1,30 @@
 """Sieve's byte-level BPE tokenizer (the GPT-2 family's algorithm): training and encoding.
 
-Training: text is split on special tokens (no merge crosses them), pre-tokenized with the GPT-2
-regex, and pre-token frequencies are counted in parallel over chunks of the file (only the counts
-are kept, never the corpus). Merges are learned by frequency, ties broken by the lexicographically
-greater pair of byte strings; after each merge only the pairs next to the merge sites change
-(an index pair -> words, a lazy max-heap of pair counts).
+Special tokens: a special id comes only from the pipeline (the end-of-text id it appends after
+each document) or from an explicit `allowed_special` ("all" or a set of token strings, as in
+tiktoken). Document text is always ordinary text: a web page about language models that contains
+the literal string `<|endoftext|>` encodes it as bytes and merges, never as a document boundary,
+and decodes back to the same string.
+
+Training treats special-token strings the way encoding will see them:
+- `train_bpe_from_texts` (and the tokenize stage) count each document's pre-tokens as ordinary
+  text, exactly as `encode(document)` pre-tokenizes it, so the merges fit what is encoded.
+- `train_bpe` reads a file in the CS336/TinyStories layout, where the special tokens are the
+  delimiters its writer put between documents: the file is split at them (no merge crosses them)
+  and they are not counted, exactly as `encode_iterable(file, allowed_special="all")` encodes it.
+Either way no merge may produce a special token's bytes (the pair is never merged), so a byte
+string has one id and ordinary text can never yield a special id.
+
+Training: pre-tokenized with the GPT-2 regex, pre-token frequencies counted in parallel over
+chunks of the file (only the counts are kept, never the corpus). Merges are learned by frequency,
+ties broken by the lexicographically greater pair of byte strings; after each merge only the pairs
+next to the merge sites change (an index pair -> words, a lazy max-heap of pair counts).
 
 Encoding: `Tokenizer.encode` is the reference (per pre-token, merge the adjacent pair with the
 lowest merge rank until none is left). `Tokenizer.encode_fast` gives the same ids through
 tiktoken's Rust core built from OUR ranks (no download), and falls back to the reference whenever
-the two could differ (see `Tokenizer.fast_path_available` and `unicode_disagreements`). Special
-tokens are split out by Sieve in both paths, longest match first.
+the two could differ (see `Tokenizer.fast_path_available` and `unicode_disagreements`). Allowed
+special tokens are split out by Sieve in both paths, longest match first.
 """
 from __future__ import annotations
 
@@ -21,7 +35,7 @@ import os
 from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Collection, Iterable, Iterator, Literal
 
 import numpy as np
 import regex
@@ -36,6 +50,7 @@ CHUNK_BYTES = 16 << 20
 
 Merges = list[tuple[bytes, bytes]]
 Vocab = dict[int, bytes]
+AllowedSpecial = Literal["all"] | Collection[str]  # which special-token strings in a text become special ids
 
 
 # ---------------------------------------------------------------- pre-tokenization
@@ -49,7 +64,8 @@ def special_splitter(special_tokens: list[str]) -> regex.Pattern | None:
 
 
 def count_pretokens(text: str, special_tokens: list[str]) -> Counter[bytes]:
-    """Pre-token (as UTF-8 bytes) frequencies of `text`, special tokens removed."""
+    """Pre-token (as UTF-8 bytes) frequencies of `text` split at `special_tokens` (delimiters,
+    not counted). Pass [] for a document's own text: its special-token strings are ordinary text."""
     counts: Counter[str] = Counter()
     splitter = special_splitter(special_tokens)
     specials = set(special_tokens)
@@ -170,7 +186,9 @@ def _merge_word(word: list[int], a: int, b: int, new_id: int, freq: int,
 
 def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size: int,
                           special_tokens: list[str]) -> tuple[Vocab, Merges]:
-    """BPE merges from pre-token counts (see `train_bpe`)."""
+    """BPE merges from pre-token counts (see `train_bpe`). A pair whose bytes would spell a special
+    token is never merged: that string keeps a single id, the special one, which text never yields."""
+    special_bytes = {token.encode("utf-8") for token in special_tokens}
     vocab: Vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")
@@ -192,6 +210,8 @@ def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size:
         if pair_counts.get(pair) != -negative:
             continue  # stale: this pair's count changed after the entry was pushed
         a, b = pair
+        if vocab[a] + vocab[b] in special_bytes:
+            continue  # popped for good; pushed again (and skipped again) only if its count changes
         new_id = len(vocab)
         vocab[new_id] = vocab[a] + vocab[b]
         order[new_id] = order[a][:-1] + order[b]  # = _descending(vocab[new_id])
@@ -219,9 +239,10 @@ def train_bpe_from_counts(counts: Counter[bytes] | dict[bytes, int], vocab_size:
 
 def train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str],
               num_workers: int | None = None) -> tuple[Vocab, Merges]:
-    """Train a byte-level BPE on a UTF-8 text file.
+    """Train a byte-level BPE on a UTF-8 text file whose documents are delimited by special tokens.
 
-    Returns the vocab (id -> bytes: the 256 bytes, then the special tokens, then one token per
+    The file is split at `special_tokens` (as `encode_iterable(file, allowed_special="all")`
+    encodes it): no merge crosses them and they are not counted. Returns the vocab (id -> bytes: the 256 bytes, then the special tokens, then one token per
     merge) and the merges in order of creation. `num_workers` processes count pre-tokens
     (default: all CPUs).
     """
@@ -231,10 +252,13 @@ def train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens: li
 
 def train_bpe_from_texts(texts: Iterable[str], vocab_size: int, special_tokens: list[str]
                          ) -> tuple[Vocab, Merges]:
-    """Train from an iterable of documents, counting pre-tokens as it streams."""
+    """Train from an iterable of documents, counting pre-tokens as it streams.
+
+    A document's special-token strings are ordinary text, counted as `encode(document)` sees them;
+    `special_tokens` only reserves their ids."""
     counts: Counter[bytes] = Counter()
     for text in texts:
-        counts.update(count_pretokens(text, special_tokens))
+        counts.update(count_pretokens(text, []))
     return train_bpe_from_counts(counts, vocab_size, special_tokens)
 
 
@@ -314,33 +338,47 @@ def unicode_disagreements() -> np.ndarray:
 # ---------------------------------------------------------------- encoding
 
 class Tokenizer:
-    """Encode/decode with a byte-level BPE vocab and its merges (plus optional special tokens)."""
+    """Encode/decode with a byte-level BPE vocab and its merges (plus optional special tokens).
+
+    A special token's id is the first vocab entry with its bytes (appended when there is none) and
+    is kept apart from the ordinary tokens: text encodes to a special id only where the caller
+    allows it (`allowed_special`)."""
 
     def __init__(self, vocab: Vocab, merges: Merges, special_tokens: list[str] | None = None) -> None:
         self.vocab = dict(vocab)
         self.merges = list(merges)
         self.special_tokens = list(dict.fromkeys(special_tokens or []))
-        ids = {token: i for i, token in sorted(self.vocab.items(), reverse=True)}  # first id wins
+        first_ids = {token: i for i, token in sorted(self.vocab.items(), reverse=True)}  # first id wins
         for special in self.special_tokens:
             encoded = special.encode("utf-8")
-            if encoded not in ids:
-                ids[encoded] = len(self.vocab)
+            if len(encoded) == 1:
+                raise ValueError(f"special token {special!r} is a single byte: byte-level BPE needs every byte as an ordinary token")
+            if encoded not in first_ids:
+                first_ids[encoded] = len(self.vocab)
                 self.vocab[len(self.vocab)] = encoded
-        self.special_ids = {s: ids[s.encode("utf-8")] for s in self.special_tokens}
-        self._ids = ids
+        self.special_ids = {s: first_ids[s.encode("utf-8")] for s in self.special_tokens}
+        special_id_set = set(self.special_ids.values())
+        ids = {token: i for i, token in sorted(self.vocab.items(), reverse=True) if i not in special_id_set}
+        self._ids = ids  # ordinary tokens only
         missing_bytes = [b for b in range(256) if bytes([b]) not in ids]
         if missing_bytes:
             raise ValueError(f"the vocab lacks single-byte tokens for bytes {missing_bytes[:10]} (byte-level BPE needs all 256)")
         # GPT-2's files number the bytes in their byte-to-unicode order, not by value.
         self._byte_ids = [ids[bytes([b])] for b in range(256)]
         self._bytes_are_ids = self._byte_ids == list(range(256))
+        special_bytes = {s.encode("utf-8"): s for s in self.special_tokens}
         for rank, (a, b) in enumerate(merges):
             missing = [t for t in (a, b, a + b) if t not in ids]
+            if missing and missing[0] in special_bytes:
+                raise ValueError(f"merge {rank} ({a!r}, {b!r}) makes the bytes of special token "
+                                 f"{special_bytes[missing[0]]!r}, which has no ordinary id in the vocab: "
+                                 "ordinary text would encode to the special id (retrain, or choose another special token)")
             if missing:
                 raise ValueError(f"merge {rank} ({a!r}, {b!r}): {missing[0]!r} is not in the vocab")
         self._rank = {(ids[a], ids[b]): r for r, (a, b) in enumerate(merges)}
         self._merged = {(ids[a], ids[b]): ids[a + b] for a, b in merges}
-        self._splitter = special_splitter(self.special_tokens)
+        self._splitters: dict[frozenset[str], regex.Pattern | None] = {
+            frozenset(): None, frozenset(self.special_tokens): special_splitter(self.special_tokens)}
         self._cache: dict[str, tuple[int, ...]] = {}
         self._fast = None
         self._fast_ok: bool | None = None
@@ -414,19 +452,44 @@ class Tokenizer:
                 self._cache[piece] = cached
         return cached
 
-    def _segments(self, text: str) -> Iterator[tuple[bool, str]]:
-        """(is_special, segment) pieces of `text`, specials matched longest first."""
-        if self._splitter is None:
+    def _allowed_splitter(self, allowed_special: AllowedSpecial) -> regex.Pattern | None:
+        """The regex that splits out the allowed special tokens (None: none allowed)."""
+        if allowed_special == "all":
+            allowed = frozenset(self.special_tokens)
+        elif isinstance(allowed_special, str):
+            raise ValueError(f"allowed_special={allowed_special!r}: give 'all' or a set of special-token strings, "
+                             f"e.g. {{{allowed_special!r}}}")
+        else:
+            allowed = frozenset(allowed_special)
+        splitter = self._splitters.get(allowed, False)
+        if splitter is False:
+            unknown = sorted(allowed - self.special_ids.keys())
+            if unknown:
+                raise ValueError(f"allowed_special: {unknown} are not special tokens of this tokenizer "
+                                 f"(it has {self.special_tokens})")
+            splitter = self._splitters[allowed] = special_splitter(sorted(allowed))
+        return splitter
+
+    @staticmethod
+    def _segments(text: str, splitter: regex.Pattern | None) -> Iterator[tuple[bool, str]]:
+        """(is_special, segment) pieces of `text`, the splitter's specials matched longest first."""
+        if splitter is None:
             yield False, text
             return
-        for i, part in enumerate(self._splitter.split(text)):
+        for i, part in enumerate(splitter.split(text)):
             if part:
                 yield i % 2 == 1, part
 
-    def encode(self, text: str) -> list[int]:
-        """Reference encoder: the definition of correct output."""
+    def encode(self, text: str, *, allowed_special: AllowedSpecial = ()) -> list[int]:
+        """Reference encoder: the definition of correct output.
+
+        Special-token strings in `text` are ordinary text (bytes and merges) unless allowed:
+        `allowed_special="all"` or a set of this tokenizer's special tokens turns those into their ids."""
+        return self._encode_reference(text, self._allowed_splitter(allowed_special))
+
+    def _encode_reference(self, text: str, splitter: regex.Pattern | None) -> list[int]:
         out: list[int] = []
-        for is_special, part in self._segments(text):
+        for is_special, part in self._segments(text, splitter):
             if is_special:
                 out.append(self.special_ids[part])
             else:
@@ -452,7 +515,7 @@ class Tokenizer:
         return self._fast_ok
 
     def tiktoken_encoding(self):
-        """tiktoken.Encoding built from our ranks (specials excluded: Sieve splits them out).
+        """tiktoken.Encoding built from our ranks (specials excluded: Sieve splits out the allowed ones).
 
         Alone it equals `encode` only when `fast_path_available()` and the text has no character
         flagged by `unicode_disagreements()`; `encode_fast` checks both."""
@@ -474,51 +537,58 @@ class Tokenizer:
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
         return bool(unicode_disagreements()[codes].any())
 
-    def encode_fast(self, text: str) -> list[int]:
-        """Same ids as `encode`, through tiktoken's Rust BPE when that is provably the same."""
+    def encode_fast(self, text: str, *, allowed_special: AllowedSpecial = ()) -> list[int]:
+        """Same ids as `encode` (same `allowed_special`), through tiktoken's Rust BPE when that is
+        provably the same."""
+        splitter = self._allowed_splitter(allowed_special)
         if self._needs_reference(text):
             self.reference_fallbacks += 1
-            return self.encode(text)
+            return self._encode_reference(text, splitter)
         encoding = self.tiktoken_encoding()
+        if splitter is None:
+            return encoding.encode_ordinary(text)
         out: list[int] = []
-        for is_special, part in self._segments(text):
+        for is_special, part in self._segments(text, splitter):
             if is_special:
                 out.append(self.special_ids[part])
             else:
                 out.extend(encoding.encode_ordinary(part))
         return out
 
-    def encode_iterable(self, iterable: Iterable[str], buffer_chars: int = 1 << 20) -> Iterator[int]:
+    def encode_iterable(self, iterable: Iterable[str], buffer_chars: int = 1 << 20, *,
+                        allowed_special: AllowedSpecial = ()) -> Iterator[int]:
         """Token ids of the concatenation of `iterable` (e.g. a file handle), in constant memory.
 
         Whenever the buffer is full, the text up to its last safe cut (a non-space followed by
-        whitespace, outside special tokens) is encoded and dropped; the ids equal `encode` of the
-        whole text.
+        whitespace, outside allowed special tokens) is encoded and dropped; the ids equal `encode`
+        of the whole text with the same `allowed_special`.
         """
+        splitter = self._allowed_splitter(allowed_special)
         buf = ""
         for chunk in iterable:
             buf += chunk
             if len(buf) < buffer_chars:
                 continue
-            cut = self._last_safe_cut(buf)
+            cut = self._last_safe_cut(buf, splitter)
             if cut:
-                yield from self.encode_fast(buf[:cut])
+                yield from self.encode_fast(buf[:cut], allowed_special=allowed_special)
                 buf = buf[cut:]
         if buf:
-            yield from self.encode_fast(buf)
+            yield from self.encode_fast(buf, allowed_special=allowed_special)
 
-    def _last_safe_cut(self, buf: str) -> int:
-        """The last safe cut in the buffer's final 64 K characters (0: none)."""
+    def _last_safe_cut(self, buf: str, splitter: regex.Pattern | None) -> int:
+        """The last safe cut in the buffer's final 64 K characters, outside the splitter's special
+        tokens (0: none). Ordinary text needs no such check: a cut after a non-space before a
+        whitespace pre-tokenizes both sides as the whole."""
         start = max(0, len(buf) - (1 << 16))
         longest = max(map(len, self.special_tokens), default=0)
         for match in reversed(list(_SAFE_CUT.finditer(buf, start))):
             cut = match.end()
-            if self._splitter is None or not any(
-                    m.start() < cut < m.end()
-                    for m in self._splitter.finditer(buf, max(0, cut - longest), cut + longest)):
+            if splitter is None or not any(
+                    m.start() < cut < m.end() for m in splitter.finditer(buf, max(0, cut - longest), cut + longest)):
                 return cut
         return 0
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of the ids; invalid UTF-8 becomes U+FFFD."""
+        """Text of the ids (a special id as its string); invalid UTF-8 becomes U+FFFD."""
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")

@@ -1,8 +1,12 @@
 """Token shards: written by hash range and readable everywhere; TokenShards packs, splits across
-ranks and workers deterministically, and resumes mid-epoch (no Ray, no tokenizer needed)."""
+ranks and workers deterministically, and resumes mid-epoch (no Ray, no tokenizer needed); the
+stage's encode + write path (no Ray) gives each document exactly one end-of-text id, at its end,
+whatever special-token strings its text holds."""
 from __future__ import annotations
 
+import gzip
 import json
+import random
 
 import numpy as np
 import pyarrow as pa
@@ -221,6 +225,64 @@ def test_torch_dataloader_with_workers_and_resume(tokens):
     ds.load_state_dict(ds.state_dict(consumed=12))
     resumed = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)  # another worker count
     assert [row.tolist() for b in resumed for row in b] == expected[12:]
+
+
+# ---------------------------------------------------------------- special-token strings in page text
+
+EOT = "<|endoftext|>"
+STAGE_SPECIALS = [EOT, "<|pad|>", "<|im_start|>"]
+FORMS = STAGE_SPECIALS + [EOT + EOT, "<|endoftext|", "|endoftext|>", f" {EOT}\n", f"x{EOT}y", "<<|pad|>>"]
+
+
+def _with_special_strings(texts: list[str]) -> list[str]:
+    """Each text with a special-token string (or a near form) at its start, end and a random place."""
+    rng = random.Random(0)
+    out = []
+    for i, text in enumerate(texts):
+        form, at = FORMS[i % len(FORMS)], rng.randrange(len(text) + 1)
+        out.append([form + text, text[:at] + form + text[at:], text + form][i % 3])
+    return out + FORMS
+
+
+def _encode_and_write(tmp_path, texts: list[str]) -> None:
+    """Curated file -> encode_file (the tokenize stage's task) -> write_shard; every row checked."""
+    from pipeline.tokenize import encode_file
+    from pipeline.tokenizer import Tokenizer, train_bpe_from_texts
+
+    vocab, merges = train_bpe_from_texts(texts, 600, STAGE_SPECIALS)
+    tok = Tokenizer(vocab, merges, STAGE_SPECIALS)
+    eot_id, specials = tok.special_ids[EOT], set(tok.special_ids.values())
+    curated = str(tmp_path / "curated.parquet")
+    storage.write_parquet(pa.table({"doc_id": [f"d{i}" for i in range(len(texts))], "url": ["u"] * len(texts),
+                                    "warc_file": ["w.warc.gz"] * len(texts), "text": texts}), curated)
+    parts = [str(tmp_path / ".parts/p.parquet")]
+    counts = encode_file(curated, parts[0], tok, eot_id, seed=3, num_shards=2, opts={})
+    assert counts["docs"] == len(texts) and counts["special_text_docs"] == sum(
+        any(s in t for s in STAGE_SPECIALS) for t in texts)
+    rows = []
+    for k in range(2):
+        write_shard(parts, k, len(tok.vocab), str(tmp_path / shard_name(k)))
+        rows += storage.read_parquet(str(tmp_path / shard_name(k))).to_pylist()
+    by_id = dict(zip((f"d{i}" for i in range(len(texts))), texts))
+    assert len(rows) == len(texts)
+    for row in rows:
+        ids = row["input_ids"]
+        assert ids[-1] == eot_id and not specials & set(ids[:-1]), row["doc_id"]  # one special id, at the end
+        assert tok.decode(ids[:-1]) == by_id[row["doc_id"]]
+
+
+def test_stage_rows_have_one_end_of_text_whatever_the_text_holds(tmp_path):
+    words = ["the", "model", "prints", "token", "end", "of", "text", "when", "it", "stops", "über", "東京", "42"]
+    rng = random.Random(1)
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 60))) for _ in range(40)]
+    _encode_and_write(tmp_path, _with_special_strings(texts))
+
+
+def test_stage_rows_of_real_pages_with_special_strings(tmp_path, shared_data):
+    path = shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
+    with gzip.open(path, "rt") as fh:
+        pages = [json.loads(line)["text"] for line in fh][:80]
+    _encode_and_write(tmp_path, _with_special_strings(pages))
 
 
 def test_manifest_is_plain_json(tokens):

@@ -1,5 +1,6 @@
 """The tokenize stage on Ray: tokenizer trained on kept text and saved with its sha256, documents
-encoded into shards + manifest, resumable, layout independent of file order, bad rows counted."""
+encoded into shards + manifest, resumable, layout independent of file order, bad rows counted,
+special-token strings in page text kept as text (one end-of-text id per row, at its end)."""
 from __future__ import annotations
 
 import hashlib
@@ -111,6 +112,28 @@ def test_new_config_replaces_old_shards_and_bad_rows_are_counted(ray_session, tm
     few = run_tokenize(parse_config({**_cfg(tmp_path).dump(), "shards": {"target_tokens": 10**9, "seed": 3}}),
                        str(tmp_path), files)
     assert len(few["shards"]) == 1 == len(list((tmp_path / "tokens").glob("shard-*.parquet")))
+
+
+def test_special_token_strings_in_pages_stay_text(ray_session, tmp_path):
+    specials = [EOT, "<|pad|>"]
+    rng = random.Random(2)
+    texts = {f"llm-{i:03d}": _doc(rng) for i in range(120)}
+    forms = specials + [EOT + EOT, "<|endoftext|", f"see {EOT} here", "<<|pad|>>"]
+    injected = {doc_id: text + " " + forms[i // 2 % len(forms)] if i % 2 else text
+                for i, (doc_id, text) in enumerate(sorted(texts.items()))}
+    rows = [{"doc_id": doc_id, "url": "https://llm.example/", "warc_file": "llm.warc.gz", "text": text}
+            for doc_id, text in injected.items()]
+    storage.write_parquet(pa.Table.from_pylist(rows), str(tmp_path / "curated/llm.parquet"))
+    manifest = run_tokenize(_cfg(tmp_path, special_tokens=specials), str(tmp_path), [str(tmp_path / "curated/llm.parquet")])
+    tok = Tokenizer.from_files(tmp_path / "tokenizer/vocab.json", tmp_path / "tokenizer/merges.txt", specials)
+    assert manifest["special_tokens"] == tok.special_ids and manifest["eot_id"] == tok.special_ids[EOT]
+    table = pa.concat_tables([storage.read_parquet(str(tmp_path / "tokens" / s["file"])) for s in manifest["shards"]])
+    assert table.num_rows == len(injected)
+    for row in table.to_pylist():
+        ids = row["input_ids"]
+        assert ids[-1] == manifest["eot_id"] and not set(tok.special_ids.values()) & set(ids[:-1])
+        assert tok.decode(ids[:-1]) == injected[row["doc_id"]]
+    assert manifest["special_text_docs"] == sum(any(s in t for s in specials) for t in injected.values()) == 50
 
 
 def test_missing_column_names_the_file(ray_session, tmp_path):

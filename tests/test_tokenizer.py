@@ -1,5 +1,6 @@
 """Byte-level BPE: training by hand-checked example and against a naive recount, file chunking,
-special tokens, GPT-2 files, the fast path against the reference, streaming encode."""
+special tokens (ordinary text unless allowed, in training and every encoder), GPT-2 files, the
+fast path against the reference, streaming encode."""
 from __future__ import annotations
 
 import gzip
@@ -16,6 +17,10 @@ from pipeline.tokenizer import (Tokenizer, bytes_to_unicode, count_file_pretoken
                                 train_bpe_from_counts, train_bpe_from_texts, unicode_disagreements)
 
 EOT = "<|endoftext|>"
+SPECIALS = [EOT, EOT + EOT, "<|im_start|>", "<s>"]
+# Every special token of SPECIALS and the near forms a page about language models holds.
+SPECIAL_FORMS = SPECIALS + ["<|endoftext|", "|endoftext|>", "<|endoftext", "<<|endoftext|>>", "<|EndOfText|>",
+                            EOT * 3, f" {EOT} ", f"\n{EOT}\n", f"x{EOT}y", "<|im_start|>user\n", "</s>"]
 HANDOUT = "low low low low low lower lower widest widest widest newest newest newest newest newest newest"
 
 
@@ -98,6 +103,40 @@ def test_parallel_chunked_counts_equal_whole_text_counts(tmp_path, specials):
     assert chunked == count_pretokens(text, specials)
 
 
+def test_documents_are_trained_on_as_encoded_special_strings_included():
+    # A page's `<|endoftext|>` is its own text: training counts it as encode() pre-tokenizes it
+    # ('<|', 'endoftext', '|>'), so the merges learn it and it costs few tokens; counted apart
+    # (split out) it would stay 13 single bytes.
+    docs = [_synthetic_text(i, 300).replace(" the ", f" the {EOT} ") for i in range(20)]
+    vocab, merges = train_bpe_from_texts(docs, 700, [EOT])
+    counts = Counter()
+    for doc in docs:
+        counts.update(count_pretokens(doc, []))
+    assert merges == train_bpe_from_counts(counts, 700, [EOT])[1]
+    tok = Tokenizer(vocab, merges, [EOT])
+    assert (b"<", b"|") in merges and len(tok.encode(EOT)) <= 3
+    assert tok.special_ids[EOT] not in tok.encode_fast(docs[0]) and tok.decode(tok.encode_fast(docs[0])) == docs[0]
+
+
+def test_no_merge_spells_a_special_token():
+    # "ab" as a special token: the frequent pair (a, b) is never merged, so the bytes "ab" keep one id
+    # (the special one) and ordinary text can never produce it.
+    vocab, merges = train_bpe_from_texts(["ab abab cab " * 50], 270, ["ab"])
+    assert merges and all(a + b != b"ab" for a, b in merges)
+    assert len(set(vocab.values())) == len(vocab)  # no byte string has two ids
+    tok = Tokenizer(vocab, merges, ["ab"])
+    assert tok.special_ids["ab"] not in tok.encode("cab ab") and tok.decode(tok.encode("cab ab")) == "cab ab"
+    assert tok.encode("cab ab", allowed_special="all") == [*tok.encode("c"), 256, *tok.encode(" "), 256]
+
+
+def test_vocab_whose_merge_spells_a_special_token_is_refused():
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"ab"}
+    with pytest.raises(ValueError, match="special token 'ab'"):
+        Tokenizer(vocab, [(b"a", b"b")], ["ab"])
+    with pytest.raises(ValueError, match="single byte"):
+        Tokenizer(vocab, [], ["a"])
+
+
 def test_no_merge_crosses_a_special_token(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text(("ab" + EOT) * 50 + "cd" * 3)
@@ -115,19 +154,75 @@ def synthetic() -> Tokenizer:
 
 
 @pytest.fixture(scope="module")
+def with_specials() -> Tokenizer:
+    """Trained on documents that hold the special strings as text (pages about language models)."""
+    docs = [_synthetic_text(i, 400) + " " + SPECIAL_FORMS[i % len(SPECIAL_FORMS)] for i in range(40)]
+    vocab, merges = train_bpe_from_texts(docs, 800, SPECIALS)
+    return Tokenizer(vocab, merges, SPECIALS)
+
+
+@pytest.fixture(scope="module")
 def trained(shared_data) -> Tokenizer:
     text = (shared_data / "quality/wikitext-2/valid.txt").read_text()[:300_000]
     vocab, merges = train_bpe_from_texts([text], 1000, [EOT, EOT + EOT])
     return Tokenizer(vocab, merges, [EOT, EOT + EOT])
 
 
-def test_special_tokens_never_split_longest_wins(synthetic):
+def _injected(text: str, form: str, rng: random.Random) -> list[str]:
+    """`form` at the start, the end, after a space and inside a word of `text`."""
+    spaces = [i for i, c in enumerate(text) if c == " "] or [len(text) // 2]
+    inside = rng.randrange(len(text) + 1)
+    after = rng.choice(spaces) + 1
+    return [form + text, text + form, text[:after] + form + text[after:], text[:inside] + form + text[inside:], form]
+
+
+def _assert_ordinary_text(tok: Tokenizer, texts: list[str]) -> None:
+    """Every encoder gives ordinary ids (no special id) that decode back to the text."""
+    special = set(tok.special_ids.values())
+    for text in texts:
+        ids = tok.encode(text)
+        assert not special & set(ids), text
+        assert tok.decode(ids) == text
+        assert tok.encode_fast(text) == ids
+        assert list(tok.encode_iterable([text[i:i + 7] for i in range(0, len(text), 7)], buffer_chars=64)) == ids
+
+
+@pytest.mark.parametrize("form", SPECIAL_FORMS)
+def test_special_strings_in_text_are_ordinary_text(with_specials, form):
+    rng = random.Random(form)
+    _assert_ordinary_text(with_specials, _injected(_synthetic_text(rng.randrange(100), 200), form, rng))
+
+
+def test_special_strings_in_real_pages_are_ordinary_text(with_specials, shared_data):
+    path = shared_data / "quality/dolma-cc-text/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
+    with gzip.open(path, "rt") as fh:
+        pages = [json.loads(line)["text"] for line in fh][:60]
+    rng = random.Random(0)
+    for i, page in enumerate(pages):
+        _assert_ordinary_text(with_specials, _injected(page, SPECIAL_FORMS[i % len(SPECIAL_FORMS)], rng))
+
+
+def test_allowed_special_all_matches_longest_first(synthetic):
     text = f"Hello{EOT}{EOT}world{EOT}"
-    ids = synthetic.encode(text)
+    ids = synthetic.encode(text, allowed_special="all")
     assert ids.count(synthetic.special_ids[EOT + EOT]) == 1 and ids.count(synthetic.special_ids[EOT]) == 1
     assert synthetic.decode(ids) == text
-    assert synthetic.encode_fast(text) == ids
-    assert synthetic.encode("<|endoftext") == synthetic.encode_fast("<|endoftext")  # a prefix is plain text
+    assert synthetic.encode_fast(text, allowed_special="all") == ids
+    assert synthetic.encode("<|endoftext", allowed_special="all") == synthetic.encode("<|endoftext")  # plain text
+    assert not set(synthetic.special_ids.values()) & set(synthetic.encode(text))  # default: none allowed
+
+
+def test_allowed_special_subset_leaves_the_others_as_text(synthetic):
+    text = f"a {EOT}{EOT} b {EOT}"
+    ids = synthetic.encode(text, allowed_special={EOT})
+    assert ids.count(synthetic.special_ids[EOT]) == 3 and synthetic.special_ids[EOT + EOT] not in ids
+    assert ids == synthetic.encode_fast(text, allowed_special=[EOT]) == synthetic.encode(text, allowed_special=(EOT,))
+    assert synthetic.encode(text, allowed_special=set()) == synthetic.encode(text)
+    assert synthetic.decode(ids) == text
+    with pytest.raises(ValueError, match=r"\['<pad>'\] are not special tokens"):
+        synthetic.encode(text, allowed_special={EOT, "<pad>"})
+    with pytest.raises(ValueError, match="'all' or a set"):
+        synthetic.encode_fast(text, allowed_special=EOT)
 
 
 def test_decode_replaces_invalid_utf8(synthetic):
@@ -147,10 +242,14 @@ def test_fast_path_equals_reference_on_random_unicode(synthetic, text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "ab", " ", "\n", EOT, EOT + EOT, "<|", "é", "'s", "1"]), max_size=40))
-def test_fast_path_equals_reference_around_special_tokens(synthetic, parts):
+@given(st.lists(st.sampled_from(["a", "b", "ab", " ", "\n", EOT, EOT + EOT, "<|", "|>", "é", "'s", "1", "<s>"]),
+                max_size=40),
+       st.sampled_from([(), "all", {EOT}, {EOT + EOT, "<s>"}]))
+def test_fast_path_equals_reference_around_special_tokens(with_specials, parts, allowed):
     text = "".join(parts)
-    assert synthetic.encode_fast(text) == synthetic.encode(text)
+    ids = with_specials.encode(text, allowed_special=allowed)
+    assert with_specials.encode_fast(text, allowed_special=allowed) == ids
+    assert with_specials.decode(ids) == text
 
 
 def test_lone_surrogates_go_to_the_reference(synthetic):
@@ -251,7 +350,9 @@ def test_gpt2_format_files(tmp_path):
     byte_id = {b: list(table).index(b) for b in range(256)}
     assert byte_id[ord("!")] == 0 and byte_id[ord(" ")] == 220  # GPT-2's ids for '!' and ' '
     assert tok.encode(" the") == [258]
-    assert tok.encode(" then!" + EOT) == [258, byte_id[ord("n")], 0, 259] == tok.encode_fast(" then!" + EOT)
+    assert tok.encode(" then!" + EOT, allowed_special="all") == [258, byte_id[ord("n")], 0, 259] == \
+        tok.encode_fast(" then!" + EOT, allowed_special="all")
+    assert tok.encode(" then!" + EOT)[:4] == [258, byte_id[ord("n")], 0, byte_id[ord("<")]]  # text: '<', '|', ...
     assert tok.encode("\t x") == [byte_id[9], byte_id[32], byte_id[ord("x")]] == tok.encode_fast("\t x")
     assert tok.decode([258, 0, 259]) == " the!" + EOT
     tok.save(tmp_path / "saved")
@@ -275,12 +376,15 @@ def test_saved_trained_tokenizer_reloads_identically(synthetic, tmp_path):
     again = Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt", [EOT, EOT + EOT])
     text = _synthetic_text(7, 300) + EOT
     assert again.encode(text) == synthetic.encode(text) and again.special_ids == synthetic.special_ids
+    assert again.encode(text, allowed_special="all") == synthetic.encode(text, allowed_special="all")
 
 
-def test_encode_iterable_equals_encode(synthetic):
+@pytest.mark.parametrize("allowed", [(), "all", {EOT}])
+def test_encode_iterable_equals_encode(synthetic, allowed):
     text = (_synthetic_text(3, 3000) + EOT + EOT + EOT) * 3
     chunks = [text[i:i + 997] for i in range(0, len(text), 997)]  # cuts anywhere, even inside specials
-    assert list(synthetic.encode_iterable(iter(chunks), buffer_chars=4096)) == synthetic.encode(text)
+    assert list(synthetic.encode_iterable(iter(chunks), buffer_chars=4096, allowed_special=allowed)) == \
+        synthetic.encode(text, allowed_special=allowed)
     one_line = "word " * 20_000  # no newline at all: cuts still found
     assert list(synthetic.encode_iterable([one_line[i:i + 1000] for i in range(0, len(one_line), 1000)],
                                           buffer_chars=8192)) == synthetic.encode(one_line)
