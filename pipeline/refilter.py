@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters import FILTERS
+from filters.gopher import split_combined_params
 from pipeline import storage
 from pipeline.annotate import BASE_FIELDS, REASON_FIELD
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
@@ -42,7 +43,10 @@ def _qualify(assignment: str) -> str:
 def refilter_config(source: str, overrides: list[str], out: str) -> tuple[SieveConfig, SieveConfig]:
     """(config of the stored run, new config writing to `out`)."""
     stored = storage.read_json(storage.join(source, "config.json"))
-    old = parse_config(stored["config"], f"{source}/config.json")
+    raw_old = stored["config"]
+    if isinstance(raw_old.get("filters"), dict):  # a run from before Gopher's repetition rules had their own filter
+        raw_old = {**raw_old, "filters": split_combined_params(raw_old["filters"])}
+    old = parse_config(raw_old, f"{source}/config.json")
     raw = old.dump()
     for assignment in overrides:
         apply_override(raw, _qualify(assignment))

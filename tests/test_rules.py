@@ -16,7 +16,9 @@ from filters import Document, filter_class
 from filters import c4
 from filters.c4 import C4Filter, c4_signals, load_badwords
 from filters.fineweb import FineWebFilter, fineweb_signals
-from filters.gopher import GopherFilter, gopher_quality_filter, gopher_signals, ngram_char_fractions
+from filters.gopher import (GopherFilter, GopherRepetitionFilter, gopher_quality_filter, gopher_quality_signals,
+                            gopher_repetition_filter, gopher_repetition_signals, ngram_char_fractions,
+                            split_combined_params)
 from filters.text import TextStats, text_stats
 
 PROSE = (
@@ -30,8 +32,12 @@ PROSE = (
 )
 
 
+# The paper's full Gopher quality set, as configs/sample.yaml and configs/cc.yaml configure it.
+PAPER_QUALITY = {"max_symbol_word_ratio": 0.1, "max_bullet_lines_frac": 0.9, "min_stop_words": 2}
+
+
 def _rules_filters() -> list:
-    return [GopherFilter(), C4Filter(), FineWebFilter()]
+    return [GopherFilter(PAPER_QUALITY), GopherRepetitionFilter(), C4Filter(), FineWebFilter()]
 
 
 # ---------------------------------------------------------------- TextStats
@@ -118,7 +124,7 @@ def test_text_stats_cache_is_shared_by_the_filters() -> None:
     doc = Document(doc_id="1", text=text)
     for filt in _rules_filters():
         filt.annotate(doc)
-    assert text_stats(text).lines  # computed once, used by all three
+    assert text_stats(text).lines  # computed once, used by all four
 
 
 # ---------------------------------------------------------------- Gopher n-grams
@@ -204,17 +210,23 @@ def _dolma_texts(shared_data: Path) -> list[str]:
     return texts
 
 
-JUNK = {
+# One text per rule, failing that rule first. The four rules of `gopher_quality_filter`:
+QUALITY_JUNK = {
     "word_count": "Click here to subscribe.",
     "mean_word_length": " ".join(["a b c d e f g h i j"] * 10) + " the and of",
-    "hash_ratio": " ".join(f"#tag{i} the and of" for i in range(40)),
-    "ellipsis_ratio": " ".join(f"more{i}... the and of" for i in range(40)),
-    "bullet_lines": "\n".join(f"- item number {i} of the list and more" for i in range(40)),
     "ellipsis_lines": "\n".join(f"Read the full story of item {i} and more about it here..."
                                 for i in range(40)),
     "alpha_words": " ".join(f"{12345 + i * 1000} {100000 + i * 7777} 2024-05-01 ---- the and of"
                             for i in range(40)),
+}
+# The paper's three other quality rules (off unless configured; these texts pass the four):
+PAPER_JUNK = {
+    "hash_ratio": " ".join(f"#tag{i} the and of" for i in range(40)),
+    "ellipsis_ratio": " ".join(f"more{i}... the and of" for i in range(40)),
+    "bullet_lines": "\n".join(f"- item number {i} of the list and more below" for i in range(40)),
     "stop_words": " ".join(f"buy cheap item{i} online now fast shipping discount" for i in range(20)),
+}
+REPETITION_JUNK = {
     "dup_lines": "\n".join(["Home of the best deals and offers"] * 30 + [PROSE]),
     # 5 copies of a short paragraph among 6 long ones: 4/11 paragraphs are duplicates, but only
     # 4/35 lines, so the paragraph rule fires first.
@@ -226,32 +238,55 @@ JUNK = {
 }
 
 
-@pytest.mark.parametrize("rule", JUNK)
-def test_gopher_rejects_junk_with_the_right_reason(rule: str) -> None:
-    keep, reason = GopherFilter().filter(Document(doc_id=rule, text=JUNK[rule]))
-    assert not keep and reason == f"gopher:{rule}"
-    assert gopher_quality_filter(JUNK[rule]) is False
+@pytest.mark.parametrize("rule", QUALITY_JUNK)
+def test_gopher_quality_rejects_junk_with_the_right_reason(rule: str) -> None:
+    for filt in (GopherFilter(), GopherFilter(PAPER_QUALITY)):
+        keep, reason = filt.filter(Document(doc_id=rule, text=QUALITY_JUNK[rule]))
+        assert not keep and reason == f"gopher:{rule}"
+    assert gopher_quality_filter(QUALITY_JUNK[rule]) is False
+
+
+@pytest.mark.parametrize("rule", PAPER_JUNK)
+def test_gopher_paper_rules_only_when_configured(rule: str) -> None:
+    text = PAPER_JUNK[rule]
+    assert GopherFilter(PAPER_QUALITY).filter(Document(doc_id=rule, text=text)) == (False, f"gopher:{rule}")
+    assert GopherFilter().filter(Document(doc_id=rule, text=text)) == (True, None)
+    assert gopher_quality_filter(text) is True
+
+
+@pytest.mark.parametrize("rule", REPETITION_JUNK)
+def test_gopher_repetition_rejects_junk_with_the_right_reason(rule: str) -> None:
+    text = REPETITION_JUNK[rule]
+    keep, reason = GopherRepetitionFilter().filter(Document(doc_id=rule, text=text))
+    assert not keep and reason == f"gopher_repetition:{rule}"
+    assert gopher_repetition_filter(text) is False
+    assert gopher_quality_filter(text) is True  # repetition is not a quality rule
 
 
 def test_gopher_dup_ngrams_reason() -> None:
     sentence = "The council has agreed to fund a new library in the centre of the town. "
     text = PROSE.replace("\n\n", " ") + " " + sentence * 4
-    keep, reason = GopherFilter().filter(Document(doc_id="d", text=text))
-    assert not keep and reason.startswith("gopher:dup_")
+    keep, reason = GopherRepetitionFilter().filter(Document(doc_id="d", text=text))
+    assert not keep and reason.startswith("gopher_repetition:dup_")
+    assert gopher_quality_filter(text) is True
 
 
-def test_gopher_quality_filter_on_prose() -> None:
+def test_gopher_filters_on_prose() -> None:
     assert gopher_quality_filter(PROSE) is True
-    signals = gopher_signals(PROSE)
+    assert gopher_repetition_filter(PROSE) is True
+    signals = gopher_quality_signals(PROSE)
     assert signals["gopher_stop_words"] == 7  # all but "be"
     assert type(signals["gopher_mean_word_length"]) is float
+    assert all(type(v) is float for v in gopher_repetition_signals(PROSE).values())
 
 
 def test_gopher_thresholds_are_params() -> None:
-    relaxed = GopherFilter({"min_words": 1, "min_stop_words": 0})
-    assert relaxed.filter(Document(doc_id="s", text=JUNK["word_count"])) == (True, None)
+    relaxed = GopherFilter({"min_words": 1})
+    assert relaxed.filter(Document(doc_id="s", text=QUALITY_JUNK["word_count"])) == (True, None)
     with pytest.raises(ValueError, match="n-gram sizes"):
-        GopherFilter({"max_dup_ngram_chars_frac": {4: 0.2}})
+        GopherRepetitionFilter({"max_dup_ngram_chars_frac": {4: 0.2}})
+    with pytest.raises(ValueError, match="filters.gopher_repetition"):
+        GopherFilter({"max_dup_lines_frac": 0.2})  # a repetition threshold in the quality section
     with pytest.raises(ValueError, match="single words"):
         GopherFilter({"stop_words": ["of the"]})
     german = GopherFilter({"stop_words": ["der", "die", "und", "das"]})
@@ -364,7 +399,8 @@ def test_fineweb_signal_values() -> None:
 
 def test_rules_on_real_cc_text(shared_data: Path) -> None:
     """Dolma's CC sample (multilingual, boilerplate-heavy): each rule set removes a real share,
-    Gopher mostly for non-English pages (stop words) and short ones, and keeps English prose."""
+    Gopher mostly for non-English pages (stop words) and short ones, and keeps English prose;
+    the repetition rules remove fewer (boilerplate-heavy pages)."""
     texts = _dolma_texts(shared_data)
     reasons = {f.name: Counter() for f in _rules_filters()}
     for i, text in enumerate(texts):
@@ -374,7 +410,8 @@ def test_rules_on_real_cc_text(shared_data: Path) -> None:
             reasons[filt.name][filt.decide(doc.signals)] += 1
     for name, counts in reasons.items():
         kept = counts[None] / len(texts)
-        assert 0.2 < kept < 0.8, (name, counts)
+        assert 0.2 < kept < (0.95 if name == "gopher_repetition" else 0.8), (name, counts)
+        assert all(r is None or r.startswith(f"{name}:") for r in counts), counts
     del reasons["gopher"][None]
     assert reasons["gopher"].most_common(1)[0][0] in {"gopher:stop_words", "gopher:word_count"}
 
@@ -399,6 +436,7 @@ def test_rules_edge_cases_give_complete_typed_signals(name: str) -> None:
         pa.Table.from_pylist([{k: doc.signals[k] for k in schema.names}], schema=schema)
     if name in ("empty", "whitespace"):
         assert GopherFilter().decide(doc.signals) == "gopher:word_count"
+        assert GopherRepetitionFilter().decide(doc.signals) is None
         assert C4Filter().decide(doc.signals) == "c4:min_sentences"
         assert FineWebFilter().decide(doc.signals) == "fineweb:empty"
 
@@ -410,17 +448,22 @@ def test_rules_on_ten_megabytes_of_text(shared_data: Path) -> None:
     for filt in _rules_filters():
         filt.annotate(doc)
     assert doc.signals["gopher_word_count"] == len(text.split())
-    assert GopherFilter().decide(doc.signals) in {"gopher:word_count", "gopher:dup_paragraphs"}
+    assert GopherFilter().decide(doc.signals) == "gopher:word_count"
+    assert GopherRepetitionFilter().decide(doc.signals) == "gopher_repetition:dup_lines"
     assert doc.signals["fineweb_dup_line_chars_frac"] > 0.9
 
 
 def test_signal_schemas_match_annotations_and_registry() -> None:
-    for name in ("gopher", "c4", "fineweb"):
+    columns: set[str] = set()
+    for name in ("gopher", "gopher_repetition", "c4", "fineweb"):
         filt = filter_class(name)()
         doc = Document(doc_id="s", text=PROSE)
         filt.annotate(doc)
         assert [f.name for f in filt.signal_schema()] == list(doc.signals)
-        assert all(key.startswith(f"{name}_") for key in doc.signals)
+        # the repetition signals keep the gopher_ names they had when one filter computed both
+        assert all(key.startswith(f"{name.split('_')[0]}_") for key in doc.signals)
+        assert not columns & set(doc.signals)
+        columns |= set(doc.signals)
 
 
 @settings(max_examples=300, deadline=None)
