@@ -228,7 +228,7 @@ _INT_SIGNALS = ("gopher_word_count", "gopher_stop_words")
 
 
 def _first_failing(checks: list[tuple[str, bool]], prefix: str) -> str | None:
-    """"<prefix>:<rule>" of the first check that failed, None when all passed."""
+    """The reason `<prefix>:<rule>` of the first check that failed; None when all passed."""
     for rule, passed in checks:
         if not passed:
             return f"{prefix}:{rule}"
