@@ -1,6 +1,9 @@
 """refilter re-decides stored signals: same thresholds -> same documents, no model, no WARC read."""
 from __future__ import annotations
 
+import json
+import shutil
+
 import duckdb
 import pytest
 
@@ -17,7 +20,7 @@ def stored_run(shared_data, ray_session, tmp_path_factory):
     cfg = parse_config({
         "run": {"progress": False},
         "input": {"paths": [str(shared_data / "warc/commoncrawl/*.warc.gz"), str(shared_data / "warc/other/*.warc.gz")]},
-        "filters": {"language": {"allowed": ["en"]}, "gopher": {}, "fineweb": {}},
+        "filters": {"language": {"allowed": ["en"]}, "gopher": {}, "gopher_repetition": {}, "fineweb": {}},
         "dedup": {"enabled": False}, "tokenizer": {"enabled": False},
         "output": {"path": str(out)},
     })
@@ -59,3 +62,21 @@ def test_filter_without_stored_signals_is_refused(stored_run, tmp_path):
     out, _ = stored_run
     with pytest.raises(RefilterError, match="no stored signals"):
         refilter(str(out), ["filters.c4={}"], str(tmp_path / "c4"))
+
+
+def test_run_stored_before_the_gopher_split_refilters_the_same(stored_run, tmp_path):
+    """A run whose config has one `gopher` section with the repetition thresholds too (as runs
+    stored before `gopher_repetition` existed): refilter splits it and keeps the same documents."""
+    out, summary = stored_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    stored = json.loads((old / "config.json").read_text())
+    filters = stored["config"]["filters"]
+    repetition = filters.pop("gopher_repetition")
+    repetition.pop("enabled")
+    filters["gopher"].update(repetition)
+    (old / "config.json").write_text(json.dumps(stored))
+    again = refilter(str(old), [], str(tmp_path / "again"))
+    assert _kept(tmp_path / "again") == _kept(out)
+    assert again["totals"]["removed"] == summary["totals"]["removed"]
+    assert any(r.startswith("gopher_repetition:") for r in again["totals"]["removed"])
