@@ -18,14 +18,18 @@ the `gopher` filter, off by default (None), so that the filter's defaults decide
 `gopher_quality_filter`; their signals are always computed, so a run can switch them on later
 with `pipeline.refilter`. The shipped configs (configs/sample.yaml, configs/cc.yaml) switch them
 on at the paper's values, which together with `gopher_repetition` is the paper's full set.
+(They stay in `gopher` rather than a third filter because in the paper they are quality rules:
+one section, one reason prefix, for all of Gopher's quality filter.)
 
-Words are whitespace tokens (see `filters.text.TextStats`), as in dolma's Gopher tagger; CS336
-suggests nltk's `word_tokenize`, which splits punctuation into tokens of its own (shorter mean
-word lengths, fewer words with a letter), but its test cases decide the same either way (see
-tests/test_rules.py). Character fractions count each word's characters once even when n-grams
-overlap. N-grams are compared by a 64-bit polynomial hash of word hashes, counted in one
-compiled pass per n instead of Python tuples per position. Both filters read the same cached
-`text_stats(text)`, so in a batch the words and lines are found once for the two.
+Words are whitespace tokens (see `filters.text.TextStats`), as in dolma's Gopher tagger. CS336
+suggests (does not require) nltk's `word_tokenize`, which makes punctuation tokens of its own
+(shorter mean word lengths, fewer words with a letter); the assignment's test cases decide as it
+expects with whitespace tokens (tests/test_rules.py has inputs of the same kinds), which keep
+the signals of stored runs and need no tokenizer model. Character fractions count each word's
+characters once even when n-grams overlap. N-grams are compared by a 64-bit polynomial hash of
+word hashes, counted in one compiled pass per n instead of Python tuples per position. Both
+filters read the same cached `text_stats(text)`, so in a batch the words and lines are found
+once for the two.
 """
 from __future__ import annotations
 
