@@ -486,8 +486,8 @@ def test_gopher_dup_paragraph_chars_boundaries(wiki_text: str, keep: bool) -> No
     """20 two-line paragraphs of real phrases come back once, among one-line paragraphs, holding
     exactly 20% of the paragraph characters (their line breaks count, so the duplicate lines hold
     less than 20% of the line characters)."""
-    first, second = _short_chunks(wiki_text, 2, 40, skip=50_000)[::2], _short_chunks(wiki_text, 2, 40, skip=50_000)[1::2]
-    repeated = [f"{a}\n{b}" for a, b in zip(first, second)]
+    phrases = _short_chunks(wiki_text, 2, 40, skip=50_000)
+    repeated = [f"{a}\n{b}" for a, b in zip(phrases[::2], phrases[1::2])]
     pool = [c for size in (3, 2, 1) for c in _short_chunks(wiki_text, size, 600, skip=60_000)]
     dup_chars = sum(map(len, repeated))
     distinct = _fill_to(repeated, pool, 4 * dup_chars - (0 if keep else 1))[len(repeated):]
