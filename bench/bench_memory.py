@@ -16,7 +16,7 @@ stats = process_warc({path!r}, "task", cfg, {out!r})
 print("SECONDS", time.perf_counter() - t, "DOCS", stats["documents"], "RECORDS", stats["records"])
 """
 
-FILTERS = {"language": {}, "pii": {}, "gopher": {}, "c4": {}, "fineweb": {}, "toxicity": {}, "quality": {}, "minhash": {}}
+FILTERS = {"language": {}, "pii": {}, "gopher": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {}, "toxicity": {}, "quality": {}, "minhash": {}}
 
 
 def concatenated_warc(shared: Path, work: Path, copies: int) -> Path:

@@ -16,6 +16,7 @@ FILTERS: dict[str, str] = {
     "language": "filters.language:LanguageFilter",
     "pii": "filters.pii:PIIFilter",
     "gopher": "filters.gopher:GopherFilter",
+    "gopher_repetition": "filters.gopher:GopherRepetitionFilter",
     "c4": "filters.c4:C4Filter",
     "fineweb": "filters.fineweb:FineWebFilter",
     "quality": "filters.quality:QualityFilter",

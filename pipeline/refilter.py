@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from filters import FILTERS
+from filters.gopher import split_combined_params
 from pipeline import storage
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
 from pipeline.decide import build_filters, redecide_input
@@ -53,7 +54,10 @@ def refilter_config(source: str, overrides: list[str], out: str,
                     storage_options: dict[str, Any] | None = None) -> tuple[SieveConfig, SieveConfig]:
     """(config of the stored run, new config writing to `out`); refuses keys that cannot take effect."""
     stored = storage.read_json(storage.join(source, "config.json"), storage_options)
-    old = parse_config(stored["config"], f"{source}/config.json")
+    raw_old = stored["config"]
+    if isinstance(raw_old.get("filters"), dict):  # a run from before Gopher's repetition rules had their own filter
+        raw_old = {**raw_old, "filters": split_combined_params(raw_old["filters"])}
+    old = parse_config(raw_old, f"{source}/config.json")
     raw = old.dump()
     overrides = [_qualify(a) for a in overrides]
     for assignment in overrides:

@@ -17,8 +17,8 @@ from pipeline.annotate import process_warc
 from pipeline.config import parse_config
 from pipeline.sample import write_sample
 
-ALL_FILTERS = {"language": {}, "pii": {}, "gopher": {}, "c4": {}, "fineweb": {}, "quality": {}, "toxicity": {},
-               "minhash": {}}
+ALL_FILTERS = {"language": {}, "pii": {}, "gopher": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {},
+               "quality": {}, "toxicity": {}, "minhash": {}}
 
 
 def _run(warc: Path, out: Path) -> tuple[dict, dict]:

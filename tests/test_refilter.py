@@ -24,7 +24,7 @@ def stored_run(shared_data, ray_session, tmp_path_factory):
     cfg = parse_config({
         "run": {"progress": False},
         "input": {"paths": [str(shared_data / "warc/commoncrawl/*.warc.gz"), str(shared_data / "warc/other/*.warc.gz")]},
-        "filters": {"language": {"allowed": ["en"]}, "gopher": {}, "fineweb": {}},
+        "filters": {"language": {"allowed": ["en"]}, "gopher": {}, "gopher_repetition": {}, "fineweb": {}},
         "dedup": {"enabled": False}, "tokenizer": {"enabled": False},
         "output": {"path": str(out)},
     })
@@ -93,7 +93,7 @@ def test_documents_carry_the_provenance_of_their_signals(stored_run):
     out, _ = stored_run
     metadata = pq.read_schema(next((out / "documents").glob("*.parquet"))).metadata
     groups = {g["filter"]: g for g in json.loads(metadata[b"sieve.signals"])}
-    assert list(groups) == ["language", "gopher", "fineweb"]
+    assert list(groups) == ["language", "gopher", "gopher_repetition", "fineweb"]
     assert groups["language"]["params"] == {"model": "lid176", "max_chars": 2000}
     assert len(groups["language"]["files"]["model"]) == 64 and groups["gopher"]["version"] >= 1
     assert "min_score" not in groups["language"]["params"]  # thresholds are not part of a signal
@@ -118,3 +118,21 @@ def test_a_rewrite_killed_midway_loses_and_doubles_nothing(stored_run, tmp_path)
              for sub in ("documents", "rejected")}
     assert sorted(again["documents"]) == sorted(kept.column("doc_id").to_pylist())
     assert sorted(again["rejected"]) == sorted(rejected.column("doc_id").to_pylist())
+
+
+def test_run_stored_before_the_gopher_split_refilters_the_same(stored_run, tmp_path):
+    """A run whose config has one `gopher` section with the repetition thresholds too (as runs
+    stored before `gopher_repetition` existed): refilter splits it and keeps the same documents."""
+    out, summary = stored_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    stored = json.loads((old / "config.json").read_text())
+    filters = stored["config"]["filters"]
+    repetition = filters.pop("gopher_repetition")
+    repetition.pop("enabled")
+    filters["gopher"].update(repetition)
+    (old / "config.json").write_text(json.dumps(stored))
+    again = refilter(str(old), [], str(tmp_path / "again"))
+    assert _kept(tmp_path / "again") == _kept(out)
+    assert again["totals"]["removed"] == summary["totals"]["removed"]
+    assert any(r.startswith("gopher_repetition:") for r in again["totals"]["removed"])
