@@ -289,6 +289,7 @@ def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]
     from tqdm import tqdm
 
     from pipeline.annotate import process_warc
+    from pipeline.logs import input_error_line
 
     ray = init_ray(cfg)
     options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
@@ -314,6 +315,9 @@ def _run_annotate_tasks(cfg: SieveConfig, todo: list[str], stems: dict[str, str]
             except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
                 log.error("input %s: task failed: %s", path, exc, extra={"input": path, "reason": "task_error"})
                 stats = _failed_stats(path, stems[path], exc)
+            else:  # the task logged its errors to OUT/logs/: one console line says how many of each
+                if line := input_error_line(stats, cfg.output.path):
+                    bar.write(line, file=sys.stderr)
             results[path] = stats
             records += stats["records"]
             docs += stats["kept"]
@@ -361,7 +365,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for reason, n in removed.items():
         if not any(reason.startswith(p + ":") for p in list(by_filter) + ["dedup"]):
             print(f"  {reason:<{width - 2}}  {n:>10}")
-    print("errors:" if errors else "errors: none")
+    print(f"errors (each with its offset in {summary['output']}/logs/):" if errors else "errors: none")
     for reason, n in errors.items():
         print(f"  {reason:<{width - 2}}  {n:>10}")
     total = totals["kept"] + sum(removed.values()) + sum(errors.values())
