@@ -3,14 +3,20 @@
 - `logs/driver.jsonl`: the orchestrator's side of every run into this directory (appended, so a
   resumed run adds to it): run start and end (or the traceback that ended it), and every warning
   or error logged under `sieve` meanwhile, e.g. an input whose task failed for good.
-- `logs/tasks/<stem>.jsonl`: what the annotate task logged for one input: IO retries with the byte
-  position, unreadable tails, payload and filter errors with their record offset, tracebacks.
-  Rewritten when Ray retries the task; absent when the task logged nothing.
+- `logs/tasks/<stem>.jsonl`: every warning and error logged while the annotate task of one input
+  ran, by Sieve (IO retries with the byte position, unreadable tails, payload and filter errors
+  with their record offset, tracebacks) and by the libraries it calls (e.g. warcio's notes on a
+  damaged record). Rewritten when Ray retries the task; absent when the task logged nothing.
 - `logs/<stem>.jsonl` (written by the task from its `FileStats`) lists every error of one input.
 
 Each line is one JSON object: `time`, `level`, `logger`, `message`, the fields the call passed with
 `extra=` (`input`, `offset`, `record_id`, `reason`, ...) and `exc` (the traceback) when there is one.
-Console logging is unchanged: these handlers are added next to it, not instead of it.
+
+The console: the driver's own logging is unchanged (these handlers are added next to it). A task's
+records go to its file only: a Ray worker has no log handler of its own, so Python would print each
+record on stderr and Ray would forward every one of them to the driver's console (thousands of
+lines for one damaged WARC). The driver prints one line per input with its error counts instead
+(`pipeline.run`).
 """
 from __future__ import annotations
 
@@ -123,8 +129,8 @@ class _SameThread(logging.Filter):
 
 
 @contextmanager
-def _attached(handler: logging.Handler) -> Iterator[None]:
-    logger = logging.getLogger(LOGGER)
+def _attached(handler: logging.Handler, logger_name: str = LOGGER) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:
         yield
@@ -165,11 +171,13 @@ def _event(handler: logging.Handler, level: int, message: str, fields: dict[str,
 
 @contextmanager
 def task_log(out: str, stem: str, input_path: str, storage_options: dict[str, Any] | None = None) -> Iterator[None]:
-    """Collect the `sieve` warnings and errors of one input's task into OUT/logs/tasks/<stem>.jsonl."""
+    """Collect the warnings and errors of one input's task, Sieve's and its libraries', into
+    OUT/logs/tasks/<stem>.jsonl (on the root logger: the records of every logger reach it, and no
+    record falls through to Python's last-resort handler, which prints on stderr)."""
     handler = JsonLinesFile(storage.join(out, "logs", "tasks", f"{stem}.jsonl"), storage_options,
                             append=False, max_records=MAX_TASK_RECORDS)
     handler.addFilter(_SameThread({"input": input_path}))
-    with _attached(handler):
+    with _attached(handler, ""):
         yield
 
 
@@ -182,3 +190,20 @@ def logged_input_task(task: Callable[[str, str, SieveConfig, str], dict[str, Any
             return task(input_path, stem, cfg, out)
 
     return run
+
+
+def input_error_line(stats: dict[str, Any], out: str) -> str | None:
+    """The one console line the driver prints for an input that had errors (None if it had none):
+    the counts by reason and the file holding each error with its offset. A failed input also
+    says why (its error without a record offset) and where the traceback is."""
+    errors = stats.get("errors") or {}
+    if not errors:
+        return None
+    counts = ", ".join(f"{n} {reason}" for reason, n in errors.items())
+    details = storage.join(out, "logs", f"{stats['stem']}.jsonl")
+    if stats.get("status") != "failed":
+        return f"input {stats['input']}: {counts} (details in {details})"
+    cause = next((e for e in reversed(stats.get("error_samples") or []) if e.get("offset") is None), None)
+    why = f" [{cause['reason']}: {cause['message'][:300]}]" if cause else ""
+    traceback = storage.join(out, "logs", "tasks", f"{stats['stem']}.jsonl")
+    return f"input {stats['input']} failed: {counts}{why} (details in {details}, {traceback})"

@@ -319,6 +319,8 @@ def run_input_tasks(cfg: SieveConfig, jobs: list[tuple[str, Any, str, str]], des
     A task that fails for good is reported as that input's error(task_error), not fatal."""
     from tqdm import tqdm
 
+    from pipeline.logs import input_error_line
+
     ray = init_ray(cfg)
     options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
     if cfg.run.task_memory_mb:
@@ -343,6 +345,9 @@ def run_input_tasks(cfg: SieveConfig, jobs: list[tuple[str, Any, str, str]], des
             except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
                 log.error("input %s: task failed: %s", path, exc, extra={"input": path, "reason": "task_error"})
                 stats = _failed_stats(path, stem, exc)
+            else:  # the task logged its errors to OUT/logs/: one console line says how many of each
+                if line := input_error_line(stats, cfg.output.path):
+                    bar.write(line, file=sys.stderr)
             results[path] = stats
             records += stats["records"]
             docs += stats["kept"]
@@ -390,7 +395,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for reason, n in removed.items():
         if not any(reason.startswith(p + ":") for p in list(by_filter) + ["dedup"]):
             print(f"  {reason:<{width - 2}}  {n:>10}")
-    print("errors:" if errors else "errors: none")
+    print(f"errors (each with its offset in {summary['output']}/logs/):" if errors else "errors: none")
     for reason, n in errors.items():
         print(f"  {reason:<{width - 2}}  {n:>10}")
     total = totals["kept"] + sum(removed.values()) + sum(errors.values())

@@ -7,6 +7,11 @@ charset, how the body is encoded on the wire and what the page is meant to test.
 it into a WARC/1.1 file shaped like a Common Crawl segment: a `warcinfo` record, then `response`
 records (some preceded by a `request` and followed by a `metadata` record) and one `revisit`.
 
+The output goes to `pipeline/sample_data/sample.warc.gz` under the current directory, the path
+`configs/sample.yaml` reads: run from the repo root (as `make sample` does) that is inside the
+checkout; run with an installed wheel it is beside the user's copy of the config, never inside the
+installed package (which may be read-only and is replaced on upgrade). `--out` writes elsewhere.
+
 The output is byte-identical on every rebuild: dates derive from the manifest's `crawl_start`,
 record ids are uuid5 of the page's position and URL, and every record is its own gzip member with
 mtime 0. The build is skipped when the output is newer than this module and every page file.
@@ -34,7 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 PAGES_DIR = Path(__file__).resolve().parent / "sample_pages"
 MANIFEST = PAGES_DIR / "manifest.json"
-DEFAULT_OUT = Path(__file__).resolve().parent / "sample_data" / "sample.warc.gz"
+# Relative to the current directory (see the module docstring): the input path of configs/sample.yaml.
+DEFAULT_OUT = Path("pipeline") / "sample_data" / "sample.warc.gz"
 
 # uuid5 namespace of every record id in the sample (stable across rebuilds and machines).
 RECORD_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sieve.example/sample-warc")
@@ -316,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the embedded demo WARC from pipeline/sample_pages/ (synthetic pages written "
                     "for Sieve; real runs take real WARCs). Skips the build when the output is newer "
                     "than the pages and this script.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .warc.gz (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output .warc.gz (default {DEFAULT_OUT} under the current directory: "
+                             "the input path of configs/sample.yaml)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
     args = parser.parse_args(argv)
     try:

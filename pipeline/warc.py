@@ -9,6 +9,7 @@ counted `ReadError`; nothing is dropped silently. Streams are never read whole i
 """
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import inspect
@@ -374,13 +375,60 @@ def _fastwarc_records(stream: IO[bytes]) -> Iterator[RawRecord]:
         )
 
 
-def _warcio_records(stream: IO[bytes]) -> Iterator[RawRecord]:
+@functools.cache
+def _quiet_warcio() -> tuple[type, Callable[[Any], IO[bytes]]]:
+    """warcio's archive iterator and record content stream, with its console writes sent to the log.
+
+    warcio writes two things straight to stderr: a record not followed by a newline, and any
+    decompression error met after a stream's first block (once for every block it reads on, then
+    it reads on as if the data ended). In a Ray worker each write becomes a console line on the
+    driver: thousands for one damaged WARC. The reading is unchanged; the damage itself is counted
+    and logged with its offset (read_error, payload_error), so the message is only debug detail.
+    """
     from warcio.archiveiterator import ArchiveIterator
+    from warcio.bufferedreaders import BufferedReader, ChunkedDataReader, DecompressingBufferedReader
+
+    class LoggedDecompression(BufferedReader):
+        def _decompress(self, data: bytes) -> bytes:
+            if not (self.decompressor and data and self.num_block_read):
+                return super()._decompress(data)  # the first block: warcio's own fallbacks
+            try:
+                return self.decompressor.decompress(data)
+            except Exception as exc:  # noqa: BLE001 - what warcio catches, then returns no data
+                log.debug("warcio: %s data unreadable after %d bytes: %s", self.decomp_type, self.num_read, exc)
+                return b""
+
+    class LoggedArchiveReader(LoggedDecompression, DecompressingBufferedReader):
+        pass
+
+    class LoggedChunkedReader(LoggedDecompression, ChunkedDataReader):
+        pass
 
     class QuietArchiveIterator(ArchiveIterator):
-        INC_RECORD = ""  # warcio writes this warning straight to stderr; damage is counted by us
+        INC_RECORD = ""
 
-    it = QuietArchiveIterator(stream, arc2warc=True)
+        def __init__(self, fileobj: IO[bytes], **kwargs: Any) -> None:
+            super().__init__(fileobj, **kwargs)
+            self.reader = LoggedArchiveReader(self.fh, block_size=self.reader.block_size)
+
+    def content_stream(rec: Any) -> IO[bytes]:
+        """ArcWarcRecord.content_stream() with the logged readers: the payload, de-chunked and decoded."""
+        http = rec.http_headers
+        if not http:
+            return rec.raw_stream
+        encoding = (http.get_header("content-encoding") or "").lower() or None
+        if encoding not in BufferedReader.get_supported_decompressors():
+            encoding = None
+        if http.get_header("transfer-encoding") == "chunked":
+            return LoggedChunkedReader(rec.raw_stream, decomp_type=encoding)
+        return LoggedDecompression(rec.raw_stream, decomp_type=encoding) if encoding else rec.raw_stream
+
+    return QuietArchiveIterator, content_stream
+
+
+def _warcio_records(stream: IO[bytes]) -> Iterator[RawRecord]:
+    archive_iterator, content_stream = _quiet_warcio()
+    it = archive_iterator(stream, arc2warc=True)
     for rec in it:
         http = rec.http_headers
         status = None
@@ -397,7 +445,7 @@ def _warcio_records(stream: IO[bytes]) -> Iterator[RawRecord]:
                 if key.strip().lower() == "charset":
                     charset = value.strip().strip("\"'") or None
         headers = rec.rec_headers
-        stream_reader = rec.content_stream()
+        stream_reader = content_stream(rec)
         yield RawRecord(
             record_type=rec.rec_type or "unknown",
             record_id=headers.get_header("WARC-Record-ID") or "",

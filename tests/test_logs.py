@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.config import parse_config
-from pipeline.logs import JsonLinesFile, driver_log, logged_input_task
+from pipeline.logs import JsonLinesFile, driver_log, input_error_line, logged_input_task
 
 log = logging.getLogger("sieve.test")
 
@@ -41,6 +41,35 @@ def test_task_log_names_input_offset_and_traceback(tmp_path):
     assert first["input"] == "s3://bucket/a.warc.gz" and first["offset"] == 4096 and first["level"] == "warning"
     assert first["reason"] == "payload_error" and first["logger"] == "sieve.test"
     assert second["level"] == "error" and "ValueError: bad chunk" in second["exc"]
+
+
+def test_library_warnings_of_a_task_go_to_its_log(tmp_path):
+    """A library's warning (warcio's on a damaged record) lands in the task's file, not on stderr:
+    a Ray worker has no handler, so Python's last resort would print it on the console."""
+    @logged_input_task
+    def task(input_path, stem, cfg, out):
+        logging.getLogger("warcio.recordloader").warning("Replacing spaces in invalid WARC-Target-URI")
+        return {}
+
+    out = str(tmp_path / "out")
+    task("a.warc.gz", "a", _cfg(out), out)
+    (entry,) = _lines(tmp_path / "out/logs/tasks/a.jsonl")
+    assert entry["logger"] == "warcio.recordloader" and entry["input"] == "a.warc.gz"
+    assert not any(isinstance(h, JsonLinesFile) for h in logging.getLogger().handlers)  # detached again
+
+
+def test_console_line_of_an_input_counts_its_errors():
+    ok = {"input": "s3://b/a.warc.gz", "stem": "a", "status": "ok", "errors": {"read_error": 3, "payload_error": 1},
+          "error_samples": [{"reason": "read_error", "offset": 10, "message": "corrupt member"}]}
+    assert input_error_line(ok, "out") == ("input s3://b/a.warc.gz: 3 read_error, 1 payload_error "
+                                           "(details in out/logs/a.jsonl)")
+    assert input_error_line({**ok, "errors": {}}, "out") is None
+    failed = {**ok, "status": "failed", "errors": {"read_error": 2, "open_error": 1},
+              "error_samples": [{"reason": "read_error", "offset": 10, "message": "corrupt member"},
+                                {"reason": "open_error", "offset": None, "message": "503 after 5 tries"}]}
+    assert input_error_line(failed, "out") == (
+        "input s3://b/a.warc.gz failed: 2 read_error, 1 open_error [open_error: 503 after 5 tries] "
+        "(details in out/logs/a.jsonl, out/logs/tasks/a.jsonl)")
 
 
 def test_task_that_logs_nothing_writes_no_file(tmp_path):
