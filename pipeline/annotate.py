@@ -1,10 +1,11 @@
-"""The per-WARC task: read records, keep HTML responses, extract, annotate, decide, write.
+"""The per-input task: read items, extract HTML documents, annotate, decide, write.
 
 This module holds no Ray code: `pipeline.run` wraps `process_warc` in a Ray task. One call reads
-one input file as a stream and writes `documents/<stem>.parquet` (kept), `rejected/<stem>.parquet`
+one input file (WARC, WET, JSONL or Parquet, through its `pipeline.readers` reader) as a stream
+and writes `documents/<stem>.parquet` (kept), `rejected/<stem>.parquet`
 (removed, with reason), `logs/<stem>.jsonl` (every error with its byte offset, if any) and
 finally `stats/<stem>.json`, the file's completion marker. Every
-record it sees ends in exactly one bucket of `FileStats`.
+item it reads ends in exactly one bucket of `FileStats`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from pipeline.decide import build_filters, decide
 from pipeline.fingerprint import decide_fingerprint, input_identity, provenance, signals_fingerprint
 from pipeline.logs import logged_input_task
 from pipeline.stats import FileStats
-from pipeline.warc import InputError, ReadError, iter_records, open_input
+from pipeline.readers import Doc, ItemError, Removed, reader_for
+from pipeline.warc import InputError
 
 log = logging.getLogger("sieve.annotate")
 
@@ -69,7 +71,8 @@ def stored_provenance(schema: pa.Schema) -> list[dict[str, Any]] | None:
 
 
 def make_doc_id(stem: str, record_id: str, offset: int) -> str:
-    """Deterministic 16-hex id from the input's stem and the WARC record id (offset if none).
+    """Deterministic 16-hex id from the input's stem and the item's id: the WARC record id, or a
+    JSONL/Parquet row's id field; when it has none, its byte offset (WARC) or row index.
 
     The stem is part of the key because the same record can arrive in two inputs (mirrored or
     copied WARC files); their documents are then exact duplicates, which dedup removes.
@@ -152,78 +155,54 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
 
 def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: list[DocFilter], stats: FileStats,
                       kept: _Batch, rejected: _Batch) -> None:
-    def open_stream(start: int = 0):
-        return open_input(input_path, storage_options=cfg.input.storage_options, retries=cfg.input.retries,
-                          backoff_s=cfg.input.retry_backoff_s, timeout_s=cfg.input.timeout_s, start=start)
-
     batch = _PendingDocs(input_path, stem, filters, stats, kept, rejected)
     try:
-        _read_records(input_path, cfg, open_stream, stats, batch)
+        _read_records(input_path, cfg, stats, batch)
     finally:  # the documents extracted before an input error are still annotated and written
         batch.annotate()
 
 
-def _read_records(input_path: str, cfg: SieveConfig, open_stream: Any, stats: FileStats,
-                  batch: _PendingDocs) -> None:
-    """Count every record of the input; extracted HTML documents go to `batch`."""
-    html_types = set(cfg.extract.html_types)
-    max_bytes = cfg.input.max_record_bytes
-    for rec in iter_records(open_stream, max_record_bytes=max_bytes, name=input_path):
-        if isinstance(rec, ReadError):
-            stats.add_error("read_error", offset=rec.offset, message=rec.message)
-            log.warning("%s: unreadable after offset %d: %s", input_path, rec.offset, rec.message,
-                        extra={"offset": rec.offset, "reason": "read_error"})
-            continue
-        stats.record_types[rec.record_type] += 1
-        if rec.record_type != "response":
-            stats.add_removed(f"record:{rec.record_type}")
-            continue
-        if rec.http_status is None:
-            stats.add_removed("not_http")
-            continue
-        if rec.http_status != 200:
-            stats.add_removed(f"http_status:{rec.http_status}")
-            continue
-        stats.content_types[rec.content_type or "(none)"] += 1
-        if rec.content_type not in html_types:
-            stats.add_removed("not_html")
-            continue
-        if rec.content_length > max_bytes:
-            stats.add_removed("too_large")
-            continue
-        try:
-            payload = rec.read_payload(max_bytes + 1)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - damaged payloads (bad gzip, bad chunks), Rust panics
-            stats.add_error("payload_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
-            log.warning("%s @%d %s: payload unreadable: %s", input_path, rec.offset, rec.record_id, exc,
-                        extra={"offset": rec.offset, "record_id": rec.record_id, "reason": "payload_error"})
-            continue
-        if len(payload) > max_bytes:
-            stats.add_removed("too_large")
-            continue
-        if not payload.strip():
-            stats.add_removed("empty_body")
-            continue
-        stats.payload_bytes += len(payload)
-        try:
-            text = html_to_text(payload, main_content=cfg.extract.main_content, encoding=rec.charset)
-        except Exception as exc:  # noqa: BLE001
-            stats.add_error("extract_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
-            continue
-        if not text:
-            stats.add_removed("extract:empty")
-            continue
-        if len(text) < cfg.extract.min_chars:
-            stats.add_removed("extract:too_short")
-            continue
-        batch.add(_Pending(rec.record_id, rec.offset, rec.target_uri, rec.warc_date, rec.content_type, text))
+def _read_records(input_path: str, cfg: SieveConfig, stats: FileStats, batch: _PendingDocs) -> None:
+    """Count every item the input's reader yields; its documents go to `batch` (HTML ones once
+    extracted, text ones as they are)."""
+    for item in reader_for(input_path, cfg.input, cfg.extract).read(input_path):
+        if item.record_type is not None:
+            stats.record_types[item.record_type] += 1
+        if item.content_type is not None:
+            stats.content_types[item.content_type or "(none)"] += 1
+        if isinstance(item, Removed):
+            stats.add_removed(item.reason)
+        elif isinstance(item, ItemError):
+            stats.add_error(item.reason, offset=item.offset, record_id=item.record_id, message=item.message)
+            log.warning("%s @%d %s: %s: %s", input_path, item.offset, item.record_id, item.reason, item.message,
+                        extra={"offset": item.offset, "record_id": item.record_id, "reason": item.reason})
+        elif isinstance(item, Doc):
+            text = item.text if item.html is None else _extracted_text(item, cfg, stats)
+            if text is not None:
+                batch.add(_Pending(item.record_id, item.offset, item.url, item.date, item.content_type, text))
+
+
+def _extracted_text(doc: Doc, cfg: SieveConfig, stats: FileStats) -> str | None:
+    """The extraction step: the main text of an HTML payload, or None once the document is
+    counted as removed (extract:empty, extract:too_short) or error(extract_error)."""
+    stats.payload_bytes += len(doc.html)
+    try:
+        text = html_to_text(doc.html, main_content=cfg.extract.main_content, encoding=doc.charset)
+    except Exception as exc:  # noqa: BLE001
+        stats.add_error("extract_error", offset=doc.offset, record_id=doc.record_id, message=str(exc))
+        return None
+    if not text:
+        stats.add_removed("extract:empty")
+        return None
+    if len(text) < cfg.extract.min_chars:
+        stats.add_removed("extract:too_short")
+        return None
+    return text
 
 
 @dataclass
 class _Pending:
-    """An extracted document waiting for its batch (the record fields it keeps, not the record)."""
+    """A document waiting for its batch (the provenance fields it keeps and its text)."""
 
     record_id: str
     offset: int

@@ -47,6 +47,15 @@ class InputSection(Section):
     retry_backoff_s: float = Field(1.0, ge=0)
     timeout_s: float = Field(60.0, gt=0, description="HTTP connect/read timeout per attempt (then retried)")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (s3 endpoint, ...)")
+    format: Literal["auto", "warc", "wet", "jsonl", "parquet"] = Field(
+        "auto", description="How inputs are read; auto: by file name (.warc[.gz], .arc[.gz] -> warc, .wet[.gz] -> "
+        "wet, .jsonl[.gz|.zst] -> jsonl, .parquet -> parquet, others warc). Text inputs (wet, jsonl, parquet) "
+        "skip extraction")
+    text_field: str = Field("text", min_length=1, description="JSONL/Parquet: the document text (a dotted name "
+                            "reaches into nested objects)")
+    id_field: str = Field("id", min_length=1, description="JSONL/Parquet: the document id (none: the row index)")
+    url_field: str = Field("url", min_length=1, description="JSONL/Parquet: the document URL")
+    date_field: str = Field("date", min_length=1, description="JSONL/Parquet: the document date")
 
     @model_validator(mode="after")
     def _some_input(self) -> "InputSection":
@@ -143,6 +152,24 @@ class ShardsSection(Section):
     target_tokens: int = Field(50_000_000, ge=1, description="Tokens per shard (approx.: the shard count is "
                                "set from the text size before encoding)")
     seed: int = Field(0, description="Shuffles documents across and inside shards")
+    formats: list[Literal["parquet", "bin", "megatron"]] = Field(
+        default_factory=lambda: ["parquet"],
+        description="Token outputs: parquet (shards + manifest, always written), bin (tokens/train.bin and "
+                    "val.bin: flat arrays of the manifest's dtype for np.memmap), megatron (the bin files plus "
+                    "Megatron-LM .idx indexes: data prefixes tokens/train and tokens/val)")
+    val_fraction: float = Field(0.0005, ge=0, lt=1, description="bin/megatron: share of the documents (the last "
+                                "in shard order) in val.bin; at least one when there are two or more documents "
+                                "and the fraction is above 0")
+
+    @field_validator("formats")
+    @classmethod
+    def _parquet_and_distinct(cls, formats: list[str]) -> list[str]:
+        if "parquet" not in formats:
+            raise ValueError(f"formats must include parquet (the shards and manifest every format is made "
+                             f"from), got {formats}")
+        if len(set(formats)) != len(formats):
+            raise ValueError(f"formats must be distinct, got {formats}")
+        return formats
 
 
 class OutputSection(Section):

@@ -4,7 +4,8 @@ A rerun into the same output directory compares each stage's stored fingerprint 
 current config gives, reuses the stages that match and redoes the rest (and, through the chain
 below, everything downstream of them):
 
-    signals   input file (name, size, etag/mtime) + extraction + each filter's provenance
+    signals   input file (name, size, etag/mtime) + its reader (format, fields) + extraction
+              + each filter's provenance
               (name, version, signal parameters, model sha256s), in filter order
     decide    signals + each filter's thresholds (in order: the first failing one names the reason)
     dedup     its parameters + run.seed + every input's decide fingerprint (the decided documents)
@@ -24,6 +25,7 @@ from typing import Any
 from filters import DocFilter
 from pipeline import storage
 from pipeline.config import SieveConfig
+from pipeline.readers import reader_for
 
 
 def digest(obj: Any) -> str:
@@ -73,7 +75,11 @@ def extraction_params(cfg: SieveConfig) -> dict[str, Any]:
 
 
 def signals_fingerprint(cfg: SieveConfig, filter_provenance: list[dict[str, Any]], identity: dict[str, Any]) -> str:
-    return digest({"input": identity, **extraction_params(cfg), "filters": filter_provenance})
+    fingerprint = {"input": identity, **extraction_params(cfg), "filters": filter_provenance}
+    reader = reader_for(identity["name"], cfg.input, cfg.extract).params()
+    if reader["format"] != "warc":
+        fingerprint["reader"] = reader  # WARC inputs keep the fingerprints they had before readers existed
+    return digest(fingerprint)
 
 
 def decide_fingerprint(cfg: SieveConfig, filters: list[DocFilter], signals: str) -> str:

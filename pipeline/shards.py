@@ -88,18 +88,27 @@ def write_part(table: pa.Table, num_shards: int, path: str, opts: dict[str, Any]
     storage.atomic_write_bytes(path, buf.getvalue(), opts)
 
 
-def write_shard(part_paths: list[str], index: int, vocab_size: int, out_path: str,
-                opts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Collect shard `index`'s rows from the encoded parts (its row groups only), write it in hash order."""
+def shard_table(part_paths: list[str], index: int, vocab_size: int, opts: dict[str, Any] | None = None) -> pa.Table:
+    """Shard `index`'s rows from the encoded parts (their row groups of that shard only), in hash order."""
     tables = []
     for path in part_paths:
         fs, p = storage.fs_and_path(path, opts)
         tables.append(pq.read_table(p, filesystem=fs, filters=[("shard", "=", index)]))
     table = pa.concat_tables(tables) if tables else part_schema(vocab_size).empty_table()
-    table = _in_hash_order(table).select(shard_schema(vocab_size).names).cast(shard_schema(vocab_size))
+    return _in_hash_order(table).select(shard_schema(vocab_size).names).cast(shard_schema(vocab_size))
+
+
+def write_shard_table(table: pa.Table, out_path: str, opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write one shard's rows; returns its manifest entry."""
     storage.write_parquet(table, out_path, opts)
     return {"file": out_path.rsplit("/", 1)[-1], "docs": table.num_rows,
             "tokens": int(pc.sum(table.column("num_tokens")).as_py() or 0)}
+
+
+def write_shard(part_paths: list[str], index: int, vocab_size: int, out_path: str,
+                opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect shard `index`'s rows from the encoded parts, write it in hash order."""
+    return write_shard_table(shard_table(part_paths, index, vocab_size, opts), out_path, opts)
 
 
 def shard_manifest(shards: list[dict[str, Any]], vocab_size: int, special_tokens: dict[str, int], eot_id: int,

@@ -136,6 +136,38 @@ def iter_parquet_batches(path: str, columns: list[str] | None = None, batch_size
         yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
 
 
+class AtomicFile:
+    """A binary file written piece by piece to a temporary sibling; it appears under its final name
+    only on commit(), so a killed writer never leaves a partial file under that name."""
+
+    def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.fs, final = fs_and_path(path, storage_options)
+        self._final = final
+        parent = posixpath.dirname(final) if is_remote(path) else os.path.dirname(final)
+        self.fs.makedirs(parent, exist_ok=True)
+        self._tmp = (posixpath if is_remote(path) else os.path).join(
+            parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(final)}")
+        self.fh = self.fs.open(self._tmp, "wb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.fh.write(data)
+
+    def commit(self) -> None:
+        self.fh.close()
+        if is_remote(self.path):
+            self.fs.mv(self._tmp, self._final)
+        else:
+            os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        try:
+            self.fh.close()
+        finally:
+            if self.fs.exists(self._tmp):
+                self.fs.rm(self._tmp)
+
+
 class ParquetStreamWriter:
     """Append record batches to a Parquet file; it appears under its final name only on commit().
 
@@ -145,14 +177,8 @@ class ParquetStreamWriter:
 
     def __init__(self, path: str, schema: pa.Schema, storage_options: dict[str, Any] | None = None) -> None:
         self.path, self.schema = path, schema
-        self.fs, final = fs_and_path(path, storage_options)
-        self._final = final
-        parent = posixpath.dirname(final) if is_remote(path) else os.path.dirname(final)
-        self.fs.makedirs(parent, exist_ok=True)
-        self._tmp = (posixpath if is_remote(path) else os.path).join(
-            parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(final)}")
-        self._fh = self.fs.open(self._tmp, "wb")
-        self._writer = pq.ParquetWriter(self._fh, schema, compression=COMPRESSION)
+        self._file = AtomicFile(path, storage_options)
+        self._writer = pq.ParquetWriter(self._file.fh, schema, compression=COMPRESSION)
         self.rows = 0
 
     def write_rows(self, columns: dict[str, list[Any]]) -> None:
@@ -164,16 +190,10 @@ class ParquetStreamWriter:
 
     def commit(self) -> None:
         self._writer.close()
-        self._fh.close()
-        if is_remote(self.path):
-            self.fs.mv(self._tmp, self._final)
-        else:
-            os.replace(self._tmp, self._final)
+        self._file.commit()
 
     def abort(self) -> None:
         try:
             self._writer.close()
-            self._fh.close()
         finally:
-            if self.fs.exists(self._tmp):
-                self.fs.rm(self._tmp)
+            self._file.abort()

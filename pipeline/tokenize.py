@@ -4,6 +4,7 @@
         -> OUT/tokenizer/{vocab.json, merges.txt, tokenizer.json (sha256, sample)}
     curated/*.parquet --encode (1 task / file)--> tokens/.parts/<stem>.parquet (one row group per shard)
     parts --write (1 task / shard)--> tokens/shard-NNNNN.parquet + tokens/manifest.json
+    parts --write (1 task, shards in order, beside them)--> tokens/{train,val}.bin (+ .idx: megatron)
 
 The number of shards is fixed before encoding, from the curated text size (Parquet metadata) and
 the tokenizer's bytes per token on a sample, so each encode task can group its documents by shard.
@@ -31,8 +32,9 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.fingerprint import digest, input_identity, shards_fingerprint, tokenizer_fingerprint
-from pipeline.shards import doc_hash, part_schema, shard_manifest, shard_name, token_dtype, write_part, write_shard
+from pipeline.shards import doc_hash, part_schema, shard_manifest, token_dtype, write_part
 from pipeline.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
+from pipeline.writers import flat_formats, write_tokens
 
 REQUIRED_COLUMNS = ["doc_id", "url", "warc_file", "text"]
 ESTIMATE_SAMPLE_BYTES = 1 << 20
@@ -196,6 +198,26 @@ def estimate_shards(tokenizer: Tokenizer, curated_files: list[str], total_text_b
     return max(1, math.ceil(total_text_bytes / bytes_per_token / target_tokens)), bytes_per_token
 
 
+def write_outputs(cfg: SieveConfig, parts: list[str], num_shards: int, tokens_dir: str, vocab_size: int,
+                  total_docs: int, ray: Any) -> dict[str, Any]:
+    """Every format of `shards.formats` from the encoded parts, as manifest entries: one Ray task
+    per Parquet shard, and beside them one task for the flat formats (they take the shards in order)."""
+    opts, formats = cfg.input.storage_options, cfg.shards.formats
+    write = ray.remote(write_tokens)
+    tasks = [write.remote(["parquet"], parts, [k], tokens_dir, vocab_size, total_docs, cfg.shards, opts)
+             for k in range(num_shards)]
+    flat = flat_formats(formats)
+    if flat:
+        tasks.append(write.remote(flat, parts, range(num_shards), tokens_dir, vocab_size, total_docs, cfg.shards, opts))
+    results = ray.get(tasks)
+    outputs = {"parquet": [entry for result in results[:num_shards] for entry in result["parquet"]]}
+    if flat:
+        outputs.update(results[-1])
+    if "bin" in formats and "bin" not in outputs:  # written by the megatron writer
+        outputs["bin"] = outputs["megatron"]
+    return outputs
+
+
 def tokenize_fingerprints(cfg: SieveConfig, curated: str | list[str]) -> tuple[str, str]:
     """(tokenizer, shards) fingerprints for the curated documents: their fingerprint, or their
     files (identified by name, size and mtime) for a caller that has none."""
@@ -231,12 +253,11 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str], curated: 
     parts = [storage.join(tokens_dir, ".parts", f"{i:05d}-{path.rsplit('/', 1)[-1]}") for i, path in enumerate(curated_files)]
     counts = ray.get([encode.remote(path, part, tokenizer_ref, eot_id, cfg.shards.seed, num_shards, opts)
                       for path, part in zip(curated_files, parts)])
-    write = ray.remote(write_shard)
-    shards = ray.get([write.remote(parts, k, len(tokenizer.vocab), storage.join(tokens_dir, shard_name(k)), opts)
-                      for k in range(num_shards)])
+    outputs = write_outputs(cfg, parts, num_shards, tokens_dir, len(tokenizer.vocab), sum(c["docs"] for c in counts), ray)
     storage.remove_tree(storage.join(tokens_dir, ".parts"), opts)
     manifest = shard_manifest(
-        shards, len(tokenizer.vocab), tokenizer.special_ids, eot_id, cfg.shards.seed,
+        outputs.pop("parquet"), len(tokenizer.vocab), tokenizer.special_ids, eot_id, cfg.shards.seed,
+        formats=cfg.shards.formats, **outputs,
         config_hash=cfg.hash(), fingerprint=shards_fp, tokenizer_sha256=info["sha256"], tokenizer_dir="../tokenizer",
         skipped_docs=sum(c["skipped"] for c in counts),
         special_text_docs=sum(c["special_text_docs"] for c in counts),

@@ -34,7 +34,9 @@ from pipeline import salvage
 log = logging.getLogger("sieve.warc")
 
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
-WARC_SUFFIXES = (".warc.gz", ".warc", ".arc.gz", ".arc", ".warc.zst", ".gz")
+# Input name suffixes left out of output stems (longest first where one ends another).
+INPUT_SUFFIXES = (".warc.wet.gz", ".warc.wet", ".wet.gz", ".wet", ".warc.gz", ".warc", ".arc.gz", ".arc", ".warc.zst",
+                  ".jsonl.gz", ".jsonl.zst", ".jsonl", ".parquet", ".gz")
 DEFAULT_MAX_RECORD_BYTES = 50_000_000  # input.max_record_bytes' default
 SNIFF_BYTES = 1 << 16
 
@@ -104,9 +106,9 @@ def read_paths_listing(listing: str, base_url: str, storage_options: dict[str, A
 
 
 def input_stem(path: str) -> str:
-    """File name without the WARC suffix: `CC-MAIN-...-00001.warc.gz` -> `CC-MAIN-...-00001`."""
+    """File name without its format suffix: `CC-MAIN-...-00001.warc.gz` -> `CC-MAIN-...-00001`."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in WARC_SUFFIXES:
+    for suffix in INPUT_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -293,13 +295,13 @@ def open_input(path: str, *, storage_options: dict[str, Any] | None = None, retr
         except OSError as exc:  # missing, a directory, a dangling link, no permission
             raise InputError(f"{path}: cannot open: {exc}") from exc
     else:
-        fh = _open_remote(path, storage_options or {}, retries, backoff_s)
+        fh = open_remote(path, storage_options or {}, retries, backoff_s)
     if start:
         fh.seek(start)
     return fh
 
 
-def _open_remote(path: str, storage_options: dict[str, Any], retries: int, backoff_s: float) -> IO[bytes]:
+def open_remote(path: str, storage_options: dict[str, Any], retries: int, backoff_s: float) -> IO[bytes]:
     """Open an fsspec URL (s3://, gs://, ...), retrying what may be transient."""
     attempt = 0
     while True:
@@ -542,7 +544,7 @@ class _Opener:
         return stream
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """A stream whose first bytes were read to sniff its format: replays them, then the rest."""
 
     def __init__(self, head: bytes, stream: IO[bytes]) -> None:
@@ -622,7 +624,7 @@ def iter_records(open_stream: Callable[..., IO[bytes]], *, max_record_bytes: int
     failures: list[str] = []
     held: RawRecord | None = None  # yielded only once its parser has read past it
     for i, parser in enumerate(parsers):
-        source = _Prefixed(head, stream) if i == 0 else opener.open(0)
+        source = Prefixed(head, stream) if i == 0 else opener.open(0)
         held = None  # a record the failed parser was on is decided again by the next reader
         delivered.start_pass(0)
         try:
