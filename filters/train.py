@@ -141,14 +141,26 @@ def _where_ok(row: dict, where: dict[str, set[str]]) -> bool:
 
 
 def _row_text(row: Any, text_fields: list[str], where: dict[str, set[str]]) -> str | None:
-    """The first non-blank text field of a row that passes `where` (None otherwise)."""
+    """The first non-blank text field of a row that passes `where` (None otherwise); a field
+    named "html:F" holds raw HTML, read as its main text by `filters.extract.html_to_text`."""
     if not _where_ok(row, where):
         return None
     for name in text_fields:
-        value = _field(row, name)
+        html_field = name.removeprefix("html:")
+        value = _field(row, html_field)
+        if html_field != name and isinstance(value, str) and value.strip():
+            return _html_text(value) or None  # a page without main text gives no document
         if isinstance(value, str) and value.strip():
             return value
     return None
+
+
+def _html_text(markup: str) -> str:
+    """Main text of a page held as a string, as the pipeline extracts it (so that training text
+    carries the extractor's artefacts exactly as the documents it will score do)."""
+    from filters.extract import html_to_text
+
+    return html_to_text(markup) or ""
 
 
 @dataclass
@@ -204,8 +216,9 @@ def _json_document(path: Path, text_fields: list[str], where: dict, stats: ReadS
         except json.JSONDecodeError as exc:
             stats.skip("invalid JSON", f"{path}: {exc}")
             return
-    if text := _row_text(row, text_fields, where):
-        yield text
+    for item in row if isinstance(row, list) else [row]:  # a JSON array holds one row per element
+        if text := _row_text(item, text_fields, where):
+            yield text
 
 
 def _jsonl_documents(path: Path, text_fields: list[str], where: dict, stats: ReadStats) -> Iterator[str]:
@@ -447,6 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", type=int, default=Hyper.bucket)
     p.add_argument("--cutoff", type=int, default=Hyper.cutoff, help="words+ngrams kept by quantization")
     p.add_argument("--no-quantize", action="store_true", help="write a full .bin model")
+    p.add_argument("--combine-positive", nargs="*", default=[],
+                   help="quality: whole web documents of the positive class for the combiner, a logistic "
+                        "regression over [text model logit, length and layout statistics] (filters.quality)")
+    p.add_argument("--combine-negative", nargs="*", default=[], help="quality: whole documents of the negative class")
+    p.add_argument("--combine-l2", type=float, default=1.0, help="L2 penalty of the combiner (standardized features)")
     p.add_argument("--out", required=True, help="model file to write (.ftz when quantized)")
     return p
 
@@ -481,12 +499,22 @@ def _documents(role: str, paths: list[str], args: argparse.Namespace, where: str
     docs = []
     root = Path(args.data_root)
     for source in paths:
-        for path in _expand(source, root):
+        pattern, input_where = split_input_where(source, where)
+        for path in _expand(pattern, root):
             name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             for i, doc in enumerate(read_documents(path, text_fields=args.text_field.split(","), unit=args.unit,
-                                                   where=_parse_where(where), wikitext=args.wikitext, stats=stats)):
+                                                   where=_parse_where(input_where), wikitext=args.wikitext,
+                                                   stats=stats)):
                 docs.append((source, f"{role}:{name}#{i}", clean_tweet(doc) if args.tweets else doc))
     return docs
+
+
+def split_input_where(source: str, where: str | None) -> tuple[str, str | None]:
+    """(file or pattern, row filter) of an input argument: 'PATH::COLUMN=V1,V2' filters the rows
+    of that input only (inputs of one class can then need different columns, e.g. a page type
+    in one file and a score in another); a plain PATH uses the class's --*-where."""
+    pattern, sep, own = source.partition("::")
+    return (pattern, own) if sep else (source, where)
 
 
 def _expand(name: str, root: Path) -> list[Path]:
@@ -582,8 +610,90 @@ def run_recipe(argv: list[str]) -> dict[str, Any]:
         "model_bytes": out.stat().st_size,
         "model_sha256": sha256_of(out),
     }
+    if args.combine_positive or args.combine_negative:
+        metrics["combiner"] = train_combiner(args, data, out)
     out.with_name(out.stem + ".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+# ---------------------------------------------------------------- quality: text model + document statistics
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, std, coefficients, intercept) of an L2-penalized logistic regression on standardized
+    `x` (Newton's method: deterministic, no solver settings; the intercept is not penalized)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    penalty = np.eye(z.shape[1]) * l2
+    penalty[-1, -1] = 0.0
+    beta = np.zeros(z.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-z @ beta))
+        step = np.linalg.solve((z * (p * (1 - p))[:, None]).T @ z + penalty, z.T @ (p - y) + penalty @ beta)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return mean, std, beta[:-1], float(beta[-1])
+
+
+def train_combiner(args: argparse.Namespace, data: Dataset, model_path: Path) -> dict[str, Any]:
+    """Fit the quality combiner on whole documents (--combine-positive / --combine-negative) scored
+    by the model just trained, write `<stem>.combiner.json` beside it, return its figures.
+
+    These documents are read as they are (not cut into pieces, not normalized): the combiner
+    learns how length and layout weigh beside the text model on real pages, which the text model's
+    length-balanced pieces cannot teach it.
+    """
+    from filters.classifier import Classifier
+    from filters.quality import DEFAULT_MAX_CHARS, FEATURES, Combiner, combiner_path, document_features
+
+    stats = ReadStats()
+    docs = [(True, text) for _, _, text in _documents("combine-positive", args.combine_positive, args, None, stats)]
+    docs += [(False, text) for _, _, text in _documents("combine-negative", args.combine_negative, args, None, stats)]
+    if not any(label for label, _ in docs) or all(label for label, _ in docs):
+        raise ValueError("the combiner needs documents of both classes (--combine-positive and --combine-negative)")
+    text_model = Classifier(str(model_path))  # not the per-process cache: this file was just written
+    x = np.array([document_features(text, text_model.probability(text, data.pos_label, DEFAULT_MAX_CHARS))
+                  for _, text in docs])
+    y = np.array([label for label, _ in docs])
+    mean, std, coef, intercept = fit_logistic(x, y, args.combine_l2)
+    combiner = Combiner(FEATURES, *(tuple(round(float(v), 6) for v in a) for a in (mean, std, coef)), round(intercept, 6))
+    path = combiner_path(model_path)
+    path.write_text(json.dumps(combiner.to_json(), indent=2) + "\n")
+    fitted = np.array([combiner.logit(list(row)) for row in x])
+    return {
+        "file": path.name,
+        "documents": {data.pos_label: int(y.sum()), data.neg_label: int((~y).sum())},
+        "skipped": dict(stats.skipped),
+        "l2": args.combine_l2,
+        "standardized_coef": dict(zip(FEATURES, combiner.coef)),
+        "train_auc": {"combined": round(roc_auc(fitted, y), 4), "text_model": round(roc_auc(x[:, 0], y), 4),
+                      "log_chars": round(roc_auc(x[:, 1], y), 4)},
+    }
+
+
+def leave_one_source_out(recipe: list[str], data_root: Path) -> list[dict[str, Any]]:
+    """Cross-source figures of a recipe's text model: for each input of either class, a model
+    trained without that input (same split, seed and settings) scores the held-out pieces of that
+    input against the held-out pieces of the other class. A recipe that learned its sources
+    rather than the labels scores much lower here than on its own held-out part."""
+    args = build_parser().parse_args(recipe + ["--data-root", str(data_root)])
+    data = build_dataset(args)
+    hyper = hyper_of(args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, sources in ((data.pos_label, args.positive), (data.neg_label, args.negative)):
+            for source in sources:
+                train = [ex for ex in data.train if not (ex.label == label and ex.source == source)]
+                held = [ex for ex in data.held if (ex.label == label and ex.source == source) or ex.label != label]
+                if not any(ex.label == label for ex in held):
+                    continue
+                model = train_fasttext(train, Path(tmp) / "loso.ftz", hyper)
+                figures = evaluate(model, held, data.pos_label, args.threshold)
+                rows.append({"left_out": source, "label": label, "auc": figures["auc"],
+                             "heldout_pieces": sum(ex.label == label for ex in held)})
+    return rows
 
 
 def recipe_heldout(metrics_path: Path, data_root: Path) -> tuple[str, list[Example]]:
