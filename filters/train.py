@@ -14,9 +14,11 @@ Inputs (the format follows the file name; .gz and .zst are decompressed):
                                 or per file (--unit file); --wikitext reads WikiText-2 instead:
                                 a document per article, tokenization (@-@, <unk>) and heading
                                 markup (= = Title = =) undone.
-  JSONL (.jsonl), JSON (.json: one document per file), CSV (.csv), Parquet (.parquet)
-                                the first non-empty field of --text-field (dotted for nested);
-                                --positive-where / --negative-where keep rows with COLUMN=V1,V2.
+  JSONL (.jsonl), JSON (.json: one document per file, or per element of an array), CSV (.csv),
+  Parquet (.parquet)            the first non-empty field of --text-field (dotted for nested;
+                                "html:F": field F holds raw HTML, read by filters.extract.html_to_text);
+                                --positive-where / --negative-where keep rows with COLUMN=V1,V2,
+                                an input written PATH::COLUMN=V1,V2 keeps its own rows so.
   WARC (.warc, .warc.gz)        HTML responses, main text by filters.extract.html_to_text.
 Relative paths (and glob patterns such as 'dir/*.json', quoted) are read under --data-root, so a
 recipe runs unchanged on another machine.
@@ -29,6 +31,10 @@ document never sit on both sides, so the held-out numbers are not inflated by ne
 model is trained (single thread: reproducible), quantized, and evaluated on the held-out part:
 AUC, accuracy, precision and recall at --threshold. The metrics and the recipe go to
 <out>.metrics.json beside the model; name the model path in the config (e.g. filters.quality.model).
+
+quality: --combine-positive / --combine-negative name whole web pages (not cut, not normalized) on
+which a logistic regression over [the text model's logit, length and layout statistics] is fitted
+(filters.quality.FEATURES); it is written to <out stem>.combiner.json and used with the model.
 """
 from __future__ import annotations
 
@@ -674,25 +680,27 @@ def train_combiner(args: argparse.Namespace, data: Dataset, model_path: Path) ->
 
 
 def leave_one_source_out(recipe: list[str], data_root: Path) -> list[dict[str, Any]]:
-    """Cross-source figures of a recipe's text model: for each input of either class, a model
-    trained without that input (same split, seed and settings) scores the held-out pieces of that
-    input against the held-out pieces of the other class. A recipe that learned its sources
-    rather than the labels scores much lower here than on its own held-out part."""
+    """Cross-source figures of a recipe's text model: for each source of either class (its inputs
+    in one directory, e.g. WikiText's valid and test files), a model trained without that source
+    (same split, seed and settings) scores all of that source's pieces against the held-out pieces
+    of the other class. A recipe that learned its sources rather than the labels scores much lower
+    here than on its own held-out part."""
     args = build_parser().parse_args(recipe + ["--data-root", str(data_root)])
     data = build_dataset(args)
     hyper = hyper_of(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, sources in ((data.pos_label, args.positive), (data.neg_label, args.negative)):
-            for source in sources:
-                train = [ex for ex in data.train if not (ex.label == label and ex.source == source)]
-                held = [ex for ex in data.held if (ex.label == label and ex.source == source) or ex.label != label]
-                if not any(ex.label == label for ex in held):
-                    continue
-                model = train_fasttext(train, Path(tmp) / "loso.ftz", hyper)
-                figures = evaluate(model, held, data.pos_label, args.threshold)
-                rows.append({"left_out": source, "label": label, "auc": figures["auc"],
-                             "heldout_pieces": sum(ex.label == label for ex in held)})
+        for label, inputs in ((data.pos_label, args.positive), (data.neg_label, args.negative)):
+            sources: dict[str, set[str]] = {}
+            for name in inputs:
+                sources.setdefault(Path(split_input_where(name, None)[0]).parent.as_posix(), set()).add(name)
+            for directory, names in sources.items():
+                left_out = lambda ex: ex.label == label and ex.source in names  # noqa: E731
+                scored = [ex for ex in data.train + data.held if left_out(ex)]
+                scored += [ex for ex in data.held if ex.label != label]
+                model = train_fasttext([ex for ex in data.train if not left_out(ex)], Path(tmp) / "loso.ftz", hyper)
+                rows.append({"left_out": directory, "label": label, "pieces": sum(ex.label == label for ex in scored),
+                             "auc": evaluate(model, scored, data.pos_label, args.threshold)["auc"]})
     return rows
 
 
