@@ -22,7 +22,7 @@ def quality_text_model(text: str) -> float:
 
 
 SCORERS = {"sieve-quality": quality_text_model, "sieve-hate": hate_score, "sieve-nsfw": nsfw_score}
-HELD_OUT = {"sieve-quality": "text model: WikiText-2 + WCXB article/doc text + FineWeb-Edu (LLM score >= 3) vs CC text",
+HELD_OUT = {"sieve-quality": "text model: WikiText-2 + WCXB article/doc + FineWeb-Edu (LLM score >= 3) vs CC text + WCXB listing/product/collection/service",
             "sieve-hate": "Davidson et al. 2017 tweets, class-balanced",
             "sieve-nsfw": "CC text weakly labelled by the LDNOOBW list (+ Davidson tweets) vs WikiText-2"}
 
