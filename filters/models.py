@@ -104,7 +104,9 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
               about="Dolma's hate-speech classifier trained on Jigsaw toxic comments, bigrams"),
     # Sieve's own defaults, trained by `python -m filters.train` (recipe and metrics in each card).
     ModelSpec("sieve-quality", "shipped", "sieve-quality.ftz", labels={"high": "high", "low": "low"},
-              about="Sieve default quality model (card: filters/models/sieve-quality.md)"),
+              about="Sieve default quality model: fastText text model + sieve-quality.combiner.json, a "
+                    "logistic regression over its logit and length/layout statistics "
+                    "(card: filters/models/sieve-quality.md)"),
     ModelSpec("sieve-hate", "shipped", "sieve-hate.ftz", labels={"toxic": "toxic", "non-toxic": "non-toxic"},
               about="Sieve default hate/offensive-speech model (card: filters/models/sieve-hate.md)"),
     ModelSpec("sieve-nsfw", "shipped", "sieve-nsfw.ftz", labels={"nsfw": "nsfw", "non-nsfw": "non-nsfw"},

@@ -14,9 +14,11 @@ Inputs (the format follows the file name; .gz and .zst are decompressed):
                                 or per file (--unit file); --wikitext reads WikiText-2 instead:
                                 a document per article, tokenization (@-@, <unk>) and heading
                                 markup (= = Title = =) undone.
-  JSONL (.jsonl), JSON (.json: one document per file), CSV (.csv), Parquet (.parquet)
-                                the first non-empty field of --text-field (dotted for nested);
-                                --positive-where / --negative-where keep rows with COLUMN=V1,V2.
+  JSONL (.jsonl), JSON (.json: one document per file, or per element of an array), CSV (.csv),
+  Parquet (.parquet)            the first non-empty field of --text-field (dotted for nested;
+                                "html:F": field F holds raw HTML, read by filters.extract.html_to_text);
+                                --positive-where / --negative-where keep rows with COLUMN=V1,V2,
+                                an input written PATH::COLUMN=V1,V2 keeps its own rows so.
   WARC (.warc, .warc.gz)        HTML responses, main text by filters.extract.html_to_text.
 Relative paths (and glob patterns such as 'dir/*.json', quoted) are read under --data-root, so a
 recipe runs unchanged on another machine.
@@ -29,6 +31,10 @@ document never sit on both sides, so the held-out numbers are not inflated by ne
 model is trained (single thread: reproducible), quantized, and evaluated on the held-out part:
 AUC, accuracy, precision and recall at --threshold. The metrics and the recipe go to
 <out>.metrics.json beside the model; name the model path in the config (e.g. filters.quality.model).
+
+quality: --combine-positive / --combine-negative name whole web pages (not cut, not normalized) on
+which a logistic regression over [the text model's logit, length and layout statistics] is fitted
+(filters.quality.FEATURES); it is written to <out stem>.combiner.json and used with the model.
 """
 from __future__ import annotations
 
@@ -141,14 +147,26 @@ def _where_ok(row: dict, where: dict[str, set[str]]) -> bool:
 
 
 def _row_text(row: Any, text_fields: list[str], where: dict[str, set[str]]) -> str | None:
-    """The first non-blank text field of a row that passes `where` (None otherwise)."""
+    """The first non-blank text field of a row that passes `where` (None otherwise); a field
+    named "html:F" holds raw HTML, read as its main text by `filters.extract.html_to_text`."""
     if not _where_ok(row, where):
         return None
     for name in text_fields:
-        value = _field(row, name)
+        html_field = name.removeprefix("html:")
+        value = _field(row, html_field)
+        if html_field != name and isinstance(value, str) and value.strip():
+            return _html_text(value) or None  # a page without main text gives no document
         if isinstance(value, str) and value.strip():
             return value
     return None
+
+
+def _html_text(markup: str) -> str:
+    """Main text of a page held as a string, as the pipeline extracts it (so that training text
+    carries the extractor's artefacts exactly as the documents it will score do)."""
+    from filters.extract import html_to_text
+
+    return html_to_text(markup) or ""
 
 
 @dataclass
@@ -204,8 +222,9 @@ def _json_document(path: Path, text_fields: list[str], where: dict, stats: ReadS
         except json.JSONDecodeError as exc:
             stats.skip("invalid JSON", f"{path}: {exc}")
             return
-    if text := _row_text(row, text_fields, where):
-        yield text
+    for item in row if isinstance(row, list) else [row]:  # a JSON array holds one row per element
+        if text := _row_text(item, text_fields, where):
+            yield text
 
 
 def _jsonl_documents(path: Path, text_fields: list[str], where: dict, stats: ReadStats) -> Iterator[str]:
@@ -447,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", type=int, default=Hyper.bucket)
     p.add_argument("--cutoff", type=int, default=Hyper.cutoff, help="words+ngrams kept by quantization")
     p.add_argument("--no-quantize", action="store_true", help="write a full .bin model")
+    p.add_argument("--combine-positive", nargs="*", default=[],
+                   help="quality: whole web documents of the positive class for the combiner, a logistic "
+                        "regression over [text model logit, length and layout statistics] (filters.quality)")
+    p.add_argument("--combine-negative", nargs="*", default=[], help="quality: whole documents of the negative class")
+    p.add_argument("--combine-l2", type=float, default=1.0, help="L2 penalty of the combiner (standardized features)")
     p.add_argument("--out", required=True, help="model file to write (.ftz when quantized)")
     return p
 
@@ -481,12 +505,22 @@ def _documents(role: str, paths: list[str], args: argparse.Namespace, where: str
     docs = []
     root = Path(args.data_root)
     for source in paths:
-        for path in _expand(source, root):
+        pattern, input_where = split_input_where(source, where)
+        for path in _expand(pattern, root):
             name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             for i, doc in enumerate(read_documents(path, text_fields=args.text_field.split(","), unit=args.unit,
-                                                   where=_parse_where(where), wikitext=args.wikitext, stats=stats)):
+                                                   where=_parse_where(input_where), wikitext=args.wikitext,
+                                                   stats=stats)):
                 docs.append((source, f"{role}:{name}#{i}", clean_tweet(doc) if args.tweets else doc))
     return docs
+
+
+def split_input_where(source: str, where: str | None) -> tuple[str, str | None]:
+    """(file or pattern, row filter) of an input argument: 'PATH::COLUMN=V1,V2' filters the rows
+    of that input only (inputs of one class can then need different columns, e.g. a page type
+    in one file and a score in another); a plain PATH uses the class's --*-where."""
+    pattern, sep, own = source.partition("::")
+    return (pattern, own) if sep else (source, where)
 
 
 def _expand(name: str, root: Path) -> list[Path]:
@@ -582,8 +616,92 @@ def run_recipe(argv: list[str]) -> dict[str, Any]:
         "model_bytes": out.stat().st_size,
         "model_sha256": sha256_of(out),
     }
+    if args.combine_positive or args.combine_negative:
+        metrics["combiner"] = train_combiner(args, data, out)
     out.with_name(out.stem + ".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+# ---------------------------------------------------------------- quality: text model + document statistics
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, std, coefficients, intercept) of an L2-penalized logistic regression on standardized
+    `x` (Newton's method: deterministic, no solver settings; the intercept is not penalized)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    penalty = np.eye(z.shape[1]) * l2
+    penalty[-1, -1] = 0.0
+    beta = np.zeros(z.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-z @ beta))
+        step = np.linalg.solve((z * (p * (1 - p))[:, None]).T @ z + penalty, z.T @ (p - y) + penalty @ beta)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return mean, std, beta[:-1], float(beta[-1])
+
+
+def train_combiner(args: argparse.Namespace, data: Dataset, model_path: Path) -> dict[str, Any]:
+    """Fit the quality combiner on whole documents (--combine-positive / --combine-negative) scored
+    by the model just trained, write `<stem>.combiner.json` beside it, return its figures.
+
+    These documents are read as they are (not cut into pieces, not normalized): the combiner
+    learns how length and layout weigh beside the text model on real pages, which the text model's
+    length-balanced pieces cannot teach it.
+    """
+    from filters.classifier import Classifier
+    from filters.quality import DEFAULT_MAX_CHARS, FEATURES, Combiner, combiner_path, document_features
+
+    stats = ReadStats()
+    docs = [(True, text) for _, _, text in _documents("combine-positive", args.combine_positive, args, None, stats)]
+    docs += [(False, text) for _, _, text in _documents("combine-negative", args.combine_negative, args, None, stats)]
+    if not any(label for label, _ in docs) or all(label for label, _ in docs):
+        raise ValueError("the combiner needs documents of both classes (--combine-positive and --combine-negative)")
+    text_model = Classifier(str(model_path))  # not the per-process cache: this file was just written
+    x = np.array([document_features(text, text_model.probability(text, data.pos_label, DEFAULT_MAX_CHARS))
+                  for _, text in docs])
+    y = np.array([label for label, _ in docs])
+    mean, std, coef, intercept = fit_logistic(x, y, args.combine_l2)
+    combiner = Combiner(FEATURES, *(tuple(round(float(v), 6) for v in a) for a in (mean, std, coef)), round(intercept, 6))
+    path = combiner_path(model_path)
+    path.write_text(json.dumps(combiner.to_json(), indent=2) + "\n")
+    fitted = np.array([combiner.logit(list(row)) for row in x])
+    return {
+        "file": path.name,
+        "documents": {data.pos_label: int(y.sum()), data.neg_label: int((~y).sum())},
+        "skipped": dict(stats.skipped),
+        "l2": args.combine_l2,
+        "standardized_coef": dict(zip(FEATURES, combiner.coef)),
+        "train_auc": {"combined": round(roc_auc(fitted, y), 4), "text_model": round(roc_auc(x[:, 0], y), 4),
+                      "log_chars": round(roc_auc(x[:, 1], y), 4)},
+    }
+
+
+def leave_one_source_out(recipe: list[str], data_root: Path) -> list[dict[str, Any]]:
+    """Cross-source figures of a recipe's text model: for each source of either class (its inputs
+    in one directory, e.g. WikiText's valid and test files), a model trained without that source
+    (same split, seed and settings) scores all of that source's pieces against the held-out pieces
+    of the other class. A recipe that learned its sources rather than the labels scores much lower
+    here than on its own held-out part."""
+    args = build_parser().parse_args(recipe + ["--data-root", str(data_root)])
+    data = build_dataset(args)
+    hyper = hyper_of(args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, inputs in ((data.pos_label, args.positive), (data.neg_label, args.negative)):
+            sources: dict[str, set[str]] = {}
+            for name in inputs:
+                sources.setdefault(Path(split_input_where(name, None)[0]).parent.as_posix(), set()).add(name)
+            for directory, names in sources.items():
+                left_out = lambda ex: ex.label == label and ex.source in names  # noqa: E731
+                scored = [ex for ex in data.train + data.held if left_out(ex)]
+                scored += [ex for ex in data.held if ex.label != label]
+                model = train_fasttext([ex for ex in data.train if not left_out(ex)], Path(tmp) / "loso.ftz", hyper)
+                rows.append({"left_out": directory, "label": label, "pieces": sum(ex.label == label for ex in scored),
+                             "auc": evaluate(model, scored, data.pos_label, args.threshold)["auc"]})
+    return rows
 
 
 def recipe_heldout(metrics_path: Path, data_root: Path) -> tuple[str, list[Example]]:
