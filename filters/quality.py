@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from filters.base import DocFilter, Document, FilterParams
+from filters.base import DocFilter, Document, FilterParams, file_sha256
 from filters.classifier import load_classifier
 from filters.models import ModelError, resolve_model
 from filters.text import safe_ratio, text_stats
@@ -123,8 +123,19 @@ class QualityFilter(DocFilter):
     name = "quality"
     Params = QualityParams
 
+    # 2: the score combines the text model with document statistics (sieve-quality.combiner.json).
+    version = 2
+
     def signal_schema(self) -> list[pa.Field]:
         return [pa.field("quality_score", pa.float64())]
+
+    def provenance(self) -> dict[str, Any]:
+        """As every filter's, plus the combiner beside the model: its coefficients shape the score too."""
+        record = super().provenance()
+        combiner = combiner_path(resolve_model(self.params.model))
+        if combiner.is_file():
+            record["files"]["model_combiner"] = file_sha256(str(combiner))
+        return record
 
     def annotate(self, doc: Document) -> None:
         try:
