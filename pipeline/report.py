@@ -1,7 +1,7 @@
 """OUT/report.html: one self-contained page about a run, readable offline in any browser.
 
-Sections: key numbers, the funnel (WARC records -> documents -> kept by filters -> deduplicated
--> tokens), removals per reason with example documents, errors with their file and byte offset,
+Sections: key numbers, the funnel (input records, i.e. WARC records or text rows -> documents ->
+kept by filters -> deduplicated -> tokens), removals per reason with example documents, errors with their file and byte offset,
 languages, score histograms (kept vs removed), deduplication (cluster sizes, largest clusters),
 tokens, per-file accounting, and time and throughput per stage.
 
@@ -398,7 +398,7 @@ class Report:
     def header(self) -> str:
         t, s = self.totals, self.summary
         errors = sum(t["errors"].values())
-        cards = [("WARC records", t["records"]), ("documents extracted", t.get("documents", 0)),
+        cards = [("input records", t["records"]), ("documents extracted", t.get("documents", 0)),
                  ("kept by filters", t.get("kept_by_filters", t["kept"]))]
         if self.dedup:
             cards.append(("kept after dedup", t["kept"]))
@@ -423,7 +423,7 @@ class Report:
 
     def funnel(self) -> str:
         t = self.totals
-        steps = [("WARC records", t["records"]), ("documents extracted", t.get("documents", 0)),
+        steps = [("input records", t["records"]), ("documents extracted", t.get("documents", 0)),
                  ("kept by filters", t.get("kept_by_filters", t["kept"]))]
         if self.dedup:
             steps.append(("kept after dedup", t["kept"]))
@@ -447,7 +447,7 @@ class Report:
                 + _table("funnel-table", ["step", "count", "of records", "of previous step"], rows, numeric=(1, 2, 3))
                 + "</div>"
                 f"<p>Accounting: kept {t['kept']:,} + removed {removed:,} + errors {errors:,} = "
-                f"{t['kept'] + removed + errors:,} of {t['records']:,} WARC records: {check}"
+                f"{t['kept'] + removed + errors:,} of {t['records']:,} input records: {check}"
                 + (f' <span class="note">({"; ".join(notes)})</span>' if notes else "") + "</p>")
 
     def removals(self) -> str:

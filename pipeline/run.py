@@ -369,7 +369,7 @@ def _failed_stats(path: str, stem: str, exc: BaseException) -> dict[str, Any]:
 def print_summary(summary: dict[str, Any]) -> None:
     totals = summary["totals"]
     removed, errors = totals["removed"], totals["errors"]
-    rows = [("WARC records", totals["records"]), ("documents extracted", totals["documents"]),
+    rows = [("input records", totals["records"]), ("documents extracted", totals["documents"]),
             ("kept by filters", totals["kept_by_filters"]), ("kept after dedup", totals["kept"])]
     by_filter: dict[str, int] = {}
     for reason, n in removed.items():

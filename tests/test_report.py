@@ -123,7 +123,7 @@ def _assert_numbers_match(page: str, summary: dict) -> Tables:
     t = summary["totals"]
     tables = Tables(page)
     funnel = tables.rows("funnel-table")
-    assert _int(funnel["WARC records"][0]) == t["records"]
+    assert _int(funnel["input records"][0]) == t["records"]
     assert _int(funnel["documents extracted"][0]) == t["documents"]
     assert _int(funnel["kept by filters"][0]) == t["kept_by_filters"]
     if summary["stages"].get("dedup"):
