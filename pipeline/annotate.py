@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from filters import DocFilter, Document
 from filters.base import batch_caches
-from filters.extract import html_to_text
+from filters.extract import extract
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.decide import build_filters, decide
@@ -36,6 +36,7 @@ BASE_FIELDS = [
     pa.field("warc_date", pa.string()),
     pa.field("content_type", pa.string()),
     pa.field("text", pa.string()),
+    pa.field("extract_fallback", pa.bool_()),  # no main content found: text is the whole visible text
 ]
 REASON_FIELD = pa.field("reason", pa.string())
 FLUSH_DOCS = 512
@@ -192,7 +193,9 @@ def _read_records(input_path: str, cfg: SieveConfig, open_stream: Any, stats: Fi
             continue
         stats.payload_bytes += len(payload)
         try:
-            text = html_to_text(payload, main_content=cfg.extract.main_content, encoding=rec.charset)
+            extraction = extract(payload, main_content=cfg.extract.main_content, encoding=rec.charset,
+                                 markdown=cfg.extract.markdown)
+            text = extraction.text
         except Exception as exc:  # noqa: BLE001
             stats.add_error("extract_error", offset=rec.offset, record_id=rec.record_id, message=str(exc))
             continue
@@ -202,7 +205,8 @@ def _read_records(input_path: str, cfg: SieveConfig, open_stream: Any, stats: Fi
         if len(text) < cfg.extract.min_chars:
             stats.add_removed("extract:too_short")
             continue
-        batch.add(_Pending(rec.record_id, rec.offset, rec.target_uri, rec.warc_date, rec.content_type, text))
+        batch.add(_Pending(rec.record_id, rec.offset, rec.target_uri, rec.warc_date, rec.content_type, text,
+                           extraction.fallback))
 
 
 @dataclass
@@ -215,6 +219,7 @@ class _Pending:
     warc_date: str
     content_type: str
     text: str
+    extract_fallback: bool
 
 
 class _PendingDocs:
@@ -266,7 +271,8 @@ class _PendingDocs:
         reason = decide(self.filters, doc.signals)
         row = {
             "doc_id": doc.doc_id, "url": doc.url, "warc_file": self.input_path, "warc_record_id": item.record_id,
-            "warc_date": item.warc_date, "content_type": item.content_type, "text": doc.text, **doc.signals,
+            "warc_date": item.warc_date, "content_type": item.content_type, "text": doc.text,
+            "extract_fallback": item.extract_fallback, **doc.signals,
         }
         if "language" in doc.signals:
             self.stats.languages[doc.signals["language"]] += 1
