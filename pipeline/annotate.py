@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from filters import DocFilter, Document
 from filters.base import batch_caches
-from filters.extract import html_to_text
+from filters.extract import extract
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.decide import build_filters, decide
@@ -40,6 +40,7 @@ BASE_FIELDS = [
     pa.field("warc_date", pa.string()),
     pa.field("content_type", pa.string()),
     pa.field("text", pa.string()),
+    pa.field("extract_fallback", pa.bool_()),  # no main content found: text is the whole visible text
 ]
 REASON_FIELD = pa.field("reason", pa.string())
 FLUSH_DOCS = 512
@@ -177,27 +178,31 @@ def _read_records(input_path: str, cfg: SieveConfig, stats: FileStats, batch: _P
             log.warning("%s @%d %s: %s: %s", input_path, item.offset, item.record_id, item.reason, item.message,
                         extra={"offset": item.offset, "record_id": item.record_id, "reason": item.reason})
         elif isinstance(item, Doc):
-            text = item.text if item.html is None else _extracted_text(item, cfg, stats)
+            text, fallback = (item.text, False) if item.html is None else _extracted_text(item, cfg, stats)
             if text is not None:
-                batch.add(_Pending(item.record_id, item.offset, item.url, item.date, item.content_type, text))
+                batch.add(_Pending(item.record_id, item.offset, item.url, item.date, item.content_type, text,
+                                   fallback))
 
 
-def _extracted_text(doc: Doc, cfg: SieveConfig, stats: FileStats) -> str | None:
-    """The extraction step: the main text of an HTML payload, or None once the document is
-    counted as removed (extract:empty, extract:too_short) or error(extract_error)."""
+def _extracted_text(doc: Doc, cfg: SieveConfig, stats: FileStats) -> tuple[str | None, bool]:
+    """The extraction step: (the main text of an HTML payload, whether it is the page's whole
+    visible text for want of main content), text None once the document is counted as removed
+    (extract:empty, extract:too_short) or error(extract_error)."""
     stats.payload_bytes += len(doc.html)
     try:
-        text = html_to_text(doc.html, main_content=cfg.extract.main_content, encoding=doc.charset)
+        extraction = extract(doc.html, main_content=cfg.extract.main_content, encoding=doc.charset,
+                             markdown=cfg.extract.markdown)
     except Exception as exc:  # noqa: BLE001
         stats.add_error("extract_error", offset=doc.offset, record_id=doc.record_id, message=str(exc))
-        return None
+        return None, False
+    text = extraction.text
     if not text:
         stats.add_removed("extract:empty")
-        return None
+        return None, False
     if len(text) < cfg.extract.min_chars:
         stats.add_removed("extract:too_short")
-        return None
-    return text
+        return None, False
+    return text, extraction.fallback
 
 
 @dataclass
@@ -210,6 +215,7 @@ class _Pending:
     warc_date: str
     content_type: str
     text: str
+    extract_fallback: bool
 
 
 class _PendingDocs:
@@ -261,7 +267,8 @@ class _PendingDocs:
         reason = decide(self.filters, doc.signals)
         row = {
             "doc_id": doc.doc_id, "url": doc.url, "warc_file": self.input_path, "warc_record_id": item.record_id,
-            "warc_date": item.warc_date, "content_type": item.content_type, "text": doc.text, **doc.signals,
+            "warc_date": item.warc_date, "content_type": item.content_type, "text": doc.text,
+            "extract_fallback": item.extract_fallback, **doc.signals,
         }
         if "language" in doc.signals:
             self.stats.languages[doc.signals["language"]] += 1

@@ -66,6 +66,7 @@ class InputSection(Section):
 
 class ExtractSection(Section):
     main_content: bool = True
+    markdown: bool = Field(False, description="Write headings, lists, tables and code blocks as Markdown")
     min_chars: int = Field(1, ge=0, description="Documents with less extracted text are removed as empty")
     html_types: list[str] = Field(
         default_factory=lambda: ["text/html", "application/xhtml+xml"],

@@ -71,7 +71,10 @@ def provenance(filters: list[DocFilter]) -> list[dict[str, Any]]:
 
 def extraction_params(cfg: SieveConfig) -> dict[str, Any]:
     """The config that decides which records become documents and what their text is."""
-    return {"extract": cfg.extract.model_dump(mode="json"), "max_record_bytes": cfg.input.max_record_bytes}
+    from filters.extract import VERSION
+
+    return {"extract": cfg.extract.model_dump(mode="json"), "extractor_version": VERSION,
+            "max_record_bytes": cfg.input.max_record_bytes}
 
 
 def signals_fingerprint(cfg: SieveConfig, filter_provenance: list[dict[str, Any]], identity: dict[str, Any]) -> str:
