@@ -51,7 +51,11 @@ _SIGNAL = "*#%_@$!|+0-9"
 _PRECHECK = re.compile(rf"[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1|"
                        r"(?<![a-z0-9])[a-z][ .\-_*]{1,2}[a-z][ .\-_*]{1,2}[a-z](?![a-z0-9])|[^\x00-\x7f]",
                        re.IGNORECASE)
-_TOKEN = re.compile(rf"[{_CORE_CHARS}]*(?:[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1)[{_CORE_CHARS}]*")
+# Where a token needs a look (a letter next to a symbol or digit, three repeated letters), and the
+# token around it: found in two steps, as a token-wide pattern backtracks over every word.
+_HINT = re.compile(rf"[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1")
+_CORE_RUN = re.compile(rf"[{_CORE_CHARS}]+")
+_CORE_SET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789" + MASKS + "".join(LEET))
 _SPACED = re.compile(r"(?<![a-z0-9])[a-z](?:[ .\-_*]{1,2}[a-z]){2,}(?![a-z0-9])")
 _PII_MASK = re.compile(r"\|\|\|[a-z_]+\|\|\|")
 
@@ -84,21 +88,24 @@ def _fold_table() -> dict[int, str]:
     return table
 
 
-@lru_cache(maxsize=1)
-def _fold_pattern() -> re.Pattern:
-    codes = sorted(_fold_table())
-    return re.compile("[" + "".join(re.escape(chr(c)) for c in codes) + "]+")
-
-
-_MIXED = re.compile(r"\w*(?:[a-z][^\x00-\x7f]|[^\x00-\x7f][a-z])\w*")
+# Runs of the characters `_fold_table` may map (a few ranges: a class of every mapped code point
+# made the scan ~100x slower), and words mixing look-alikes with Latin letters (anchored at word
+# starts, so no word is rescanned from each of its characters).
+_FOLD_RUN = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u24b6-\u24e9\uff21-\uff5a\U0001d400-\U0001d7ff"
+                       + re.escape(_SYMBOL_MASKS) + "]+")
+_CONFUSABLE_CLASS = "[" + re.escape("".join(_CONFUSABLES)) + "]"
+_MIXED_SIGNAL = re.compile(f"[a-z]{_CONFUSABLE_CLASS}|{_CONFUSABLE_CLASS}[a-z]")
+_MIXED = re.compile(rf"(?<!\w)\w*(?:[a-z]{_CONFUSABLE_CLASS}|{_CONFUSABLE_CLASS}[a-z])\w*")
 
 
 def _fold_unicode(text: str) -> str:
     """Accents, compatibility letters and symbol masks folded; look-alikes of other scripts
     mapped only inside words that mix them with Latin letters (a Russian word stays Russian)."""
     table = _fold_table()
-    text = _fold_pattern().sub(lambda m: m.group().translate(table), text)
-    return _MIXED.sub(lambda m: "".join(_CONFUSABLES.get(c, c) for c in m.group()), text)
+    text = _FOLD_RUN.sub(lambda m: m.group().translate(table), text)
+    if _MIXED_SIGNAL.search(text):
+        text = _MIXED.sub(lambda m: "".join(_CONFUSABLES.get(c, c) for c in m.group()), text)
+    return text
 
 
 class Vocabulary:
@@ -179,8 +186,22 @@ def _resolve(core: str, vocab: Vocabulary) -> str | None:
     return None
 
 
-def _token(match: re.Match) -> str:
-    token = match.group()
+def _tokens(text: str) -> str:
+    """`text` with each token that `_HINT` points into replaced by `_token` of it."""
+    pieces, done = [], 0
+    for hint in _HINT.finditer(text):
+        if hint.start() < done:
+            continue  # inside a token already looked at
+        start = hint.start()
+        while start > done and text[start - 1] in _CORE_SET:
+            start -= 1
+        end = _CORE_RUN.match(text, hint.start()).end()
+        pieces += [text[done:start], _token(text[start:end])]
+        done = end
+    return "".join(pieces) + text[done:] if pieces else text
+
+
+def _token(token: str) -> str:
     if _PII_MASK.fullmatch(token):
         return token
     body = token.rstrip("!")  # exclamation marks after a word are punctuation, kept
@@ -218,7 +239,7 @@ def deobfuscate(text: str) -> str:
     text = text.lower()
     if not text.isascii():
         text = _fold_unicode(text)
-    text = _TOKEN.sub(_token, text)
+    text = _tokens(text)
     return _SPACED.sub(_spaced, text)
 
 
