@@ -24,7 +24,8 @@ import numpy as np
 from numba import njit
 
 from filters.base import batch_cache
-from filters.models import QUOTES, SPLIT_MARKS, ModelError, ModelSpec, prepare_text, resolve_model, spec_for
+from filters.models import (QUOTES, SPLIT_MARKS, ModelError, ModelSpec, model_normalization, normalize_text,
+                            prepare_text, resolve_model, spec_for)
 from filters.text import _char_tables
 
 _MAGIC, _VERSION = 793712314, 12
@@ -154,6 +155,16 @@ def document_tokens(key: tuple[str, int | None]) -> Tokens:
     text = (text[:max_chars] if max_chars is not None else text).lower()
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return Tokens(*_line_tokens(codes, _char_tables()[0], _mark_table()))
+
+
+@batch_cache  # the NSFW and hate models read the same normalized documents
+def normalized_tokens(key: tuple[str, int | None, str]) -> Tokens:
+    """Tokens of `prepare_text(text, max_chars, normalization=...)` for key = (text, max_chars,
+    normalization); when the normalization changes nothing, the tokens every content model shares."""
+    text, max_chars, normalization = key
+    cut = text[:max_chars] if max_chars is not None else text
+    folded = normalize_text(cut, normalization)
+    return document_tokens((text, max_chars) if folded is cut else (folded, None))
 
 
 @njit(cache=True, nogil=True)
@@ -593,6 +604,7 @@ class Classifier:
         self.name = name_or_path
         self.spec: ModelSpec = spec_for(name_or_path)
         self.path = resolve_model(name_or_path)
+        self.normalization = model_normalization(self.spec, self.path)
         try:
             self.compiled = read_compiled_model(self.path)
         except (ValueError, IndexError, struct.error):
@@ -619,15 +631,17 @@ class Classifier:
         return self._library
 
     def probability(self, text: str, positive: str, max_chars: int | None) -> float:
-        """P(Sieve label `positive`) of `prepare_text(text, max_chars)`; 0.0 for text without
+        """P(Sieve label `positive`) of `prepare_text(text, max_chars)` (after the normalization the
+        model declares); 0.0 for text without
         words (nothing to classify)."""
         if self.compiled is not None and self.compiled.loss == _SOFTMAX:
-            tokens = document_tokens((text, max_chars))
+            tokens = (document_tokens((text, max_chars)) if self.normalization is None
+                      else normalized_tokens((text, max_chars, self.normalization)))
             if not tokens.nonempty:
                 return 0.0
             labels, probs = self.compiled.labels, self.compiled.probabilities(tokens)
         else:
-            line = prepare_text(text, max_chars)
+            line = prepare_text(text, max_chars, normalization=self.normalization)
             if not line:
                 return 0.0
             labels, probs = self._library_predict(line, -1)  # every label: order and top-1 do not matter

@@ -33,11 +33,27 @@ SPLIT_MARKS = ".,!?;:()[]{}\"'…—–"
 _PUNCT = re.compile(f"[{re.escape(SPLIT_MARKS)}]")
 
 
-def prepare_text(text: str, max_chars: int | None = None) -> str:
+def prepare_text(text: str, max_chars: int | None = None, *, normalization: str | None = None) -> str:
     """One lowercase line, punctuation split off words, quote styles unified: what the models see
     in training and at prediction time alike, so spacing and typography conventions of a corpus
-    (WikiText's " , ", curly vs straight quotes) cannot be learned as quality."""
-    return _normalize(text[:max_chars] if max_chars is not None else text)
+    (WikiText's " , ", curly vs straight quotes) cannot be learned as quality. A model that
+    declares a `normalization` (see `TEXT_NORMALIZATIONS`) has it applied first, after the cut."""
+    text = text[:max_chars] if max_chars is not None else text
+    return _normalize(normalize_text(text, normalization) if normalization else text)
+
+
+# Text normalizations a model can declare ("text_normalization" in its registry entry or its
+# metrics file): applied before `prepare_text` in training and prediction alike.
+TEXT_NORMALIZATIONS = ("deobfuscate-v1",)
+
+
+def normalize_text(text: str, normalization: str) -> str:
+    """`text` under the named normalization (the same object when it changes nothing)."""
+    if normalization == "deobfuscate-v1":
+        from filters.deobfuscate import deobfuscate
+
+        return deobfuscate(text)
+    raise ModelError(f"unknown text normalization {normalization!r} (known: {', '.join(TEXT_NORMALIZATIONS)})")
 
 
 @batch_cache  # classifiers predicted through the fasttext library read the same documents
@@ -67,6 +83,7 @@ class ModelSpec:
     sha256: str | None = None
     size: int | None = None  # bytes, checked when no sha256 is known
     about: str = ""
+    text_normalization: str | None = None  # one of TEXT_NORMALIZATIONS, applied before prepare_text
 
     def sieve_label(self, fasttext_label: str) -> str:
         raw = fasttext_label.removeprefix("__label__")
@@ -108,9 +125,11 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
                     "logistic regression over its logit and length/layout statistics "
                     "(card: filters/models/sieve-quality.md)"),
     ModelSpec("sieve-hate", "shipped", "sieve-hate.ftz", labels={"toxic": "toxic", "non-toxic": "non-toxic"},
-              about="Sieve default hate/offensive-speech model (card: filters/models/sieve-hate.md)"),
+              about="Sieve default hate-speech model, several sources (card: filters/models/sieve-hate.md)",
+              text_normalization="deobfuscate-v1"),
     ModelSpec("sieve-nsfw", "shipped", "sieve-nsfw.ftz", labels={"nsfw": "nsfw", "non-nsfw": "non-nsfw"},
-              about="Sieve default NSFW model, weakly labelled (card: filters/models/sieve-nsfw.md)"),
+              about="Sieve default NSFW model (card: filters/models/sieve-nsfw.md)",
+              text_normalization="deobfuscate-v1"),
 ]}
 
 
@@ -130,6 +149,23 @@ def spec_for(name_or_path: str) -> ModelSpec:
     if name_or_path.startswith(_URL_SCHEMES):
         return ModelSpec(name_or_path, "url", name_or_path)
     return ModelSpec(name_or_path, "path", name_or_path)
+
+
+def model_normalization(spec: ModelSpec, path: Path) -> str | None:
+    """The text normalization a model declares: its registry entry's, else the
+    "text_normalization" of the metrics file `python -m filters.train` wrote beside it."""
+    if spec.text_normalization or spec.kind in ("package", "shipped"):
+        return spec.text_normalization
+    metrics = path.with_name(path.stem + ".metrics.json")
+    try:
+        import json
+
+        declared = json.loads(metrics.read_text()).get("text_normalization") if metrics.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    if declared is not None and declared not in TEXT_NORMALIZATIONS:
+        raise ModelError(f"model {spec.name!r}: {metrics} declares unknown text_normalization {declared!r}")
+    return declared
 
 
 def resolve_model(name_or_path: str) -> Path:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from filters.base import DocFilter, Document, FilterParams
+from filters.base import DocFilter, Document, FilterParams, file_sha256
 from filters.classifier import load_classifier
 from filters.models import ModelError
 
@@ -61,9 +61,19 @@ class ToxicityFilter(DocFilter):
 
     name = "toxicity"
     Params = ToxicityParams
+    # 2: models that declare deobfuscate-v1 read the text through it (filters/deobfuscate.py).
+    version = 2
 
     def signal_schema(self) -> list[pa.Field]:
         return [pa.field("nsfw_score", pa.float64()), pa.field("hate_score", pa.float64())]
+
+    def provenance(self) -> dict[str, Any]:
+        """As every filter's, plus the vocabulary the de-obfuscation resolves masked words to."""
+        from filters.deobfuscate import VOCABULARY
+
+        record = super().provenance()
+        record["files"]["deobfuscate_vocabulary"] = file_sha256(str(VOCABULARY))
+        return record
 
     def annotate(self, doc: Document) -> None:
         p = self.params
