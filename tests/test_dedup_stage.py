@@ -34,7 +34,7 @@ def write_docs(out, stem: str, rows: list[tuple], *, quality: bool = False, minh
         doc = Document(doc_id=doc_id, text=text, url=url)
         f.annotate(doc)
         values = {"doc_id": doc_id, "url": url, "warc_file": f"{stem}.warc.gz", "warc_record_id": doc_id,
-                  "warc_date": "", "content_type": "text/html", "text": text, **doc.signals,
+                  "warc_date": "", "content_type": "text/html", "text": text, "extract_fallback": False, **doc.signals,
                   "quality_score": score[0] if score else None}
         for name in cols:
             cols[name].append(values[name])
