@@ -121,6 +121,16 @@ class DedupSection(Section):
     by_url: bool = Field(False, description="Remove documents whose URL was already seen (empty URLs never match)")
     line: LineDedupSection = Field(default_factory=LineDedupSection)
     near: NearDedupSection = Field(default_factory=NearDedupSection)
+    against: list[str] = Field(default_factory=list, description="Output paths of earlier runs: this run's "
+                               "documents are deduplicated against their curated documents (signatures and "
+                               "hashes only, never their text), which always survive")
+
+    @model_validator(mode="after")
+    def _against_needs_signatures(self) -> "DedupSection":
+        if self.against and self.near.enabled and self.near.verify and self.near.verify_with == "text":
+            raise ValueError("dedup.against compares with earlier runs by signature only (their text is never "
+                             "read): set dedup.near.verify_with: signature")
+        return self
 
 
 class TokenizerSection(Section):

@@ -164,6 +164,42 @@ def scan_file(path: str, file_index: int, plan: DedupPlan) -> tuple:
     return (meta, *band_parts, *_by_partition(line_keys, line_gids, plan.partitions))
 
 
+def earlier_table(path: str, removed: np.ndarray, columns: list[str], plan: DedupPlan) -> pa.Table:
+    """The documents of an earlier run's documents file that its dedup kept (`removed` = doc_ids in
+    its dedup/removed.parquet), only `columns`: the same rows, in the same order, for every caller."""
+    names = _schema_names(path, plan.storage_options)
+    missing = {"doc_id", "minhash", "text_hash"} - set(names)
+    if missing:
+        raise ValueError(f"{path}: dedup.against needs the minhash filter's columns, {sorted(missing)} missing")
+    table = storage.read_parquet(path, columns=list(dict.fromkeys(["doc_id", *columns])),
+                                 storage_options=plan.storage_options)
+    keep = pc.invert(pc.is_in(table.column("doc_id").cast(pa.string()), value_set=pa.array(removed, pa.string())))
+    return table.filter(keep).select(columns)
+
+
+def scan_earlier(path: str, file_index: int, removed: np.ndarray, plan: DedupPlan) -> tuple:
+    """Map task like `scan_file` over one earlier run's documents file, without reading its text:
+    no line keys, length 0 (earlier documents rank before every new one anyway)."""
+    names = _schema_names(path, plan.storage_options)
+    columns = [c for c in ("doc_id", "url", "warc_file", "minhash", "text_hash", "quality_score") if c in names]
+    table = earlier_table(path, removed, columns, plan)
+    n = table.num_rows
+    gids = (np.int64(file_index) << np.int64(32)) | np.arange(n, dtype=np.int64)
+    empty = pa.array([""] * n, pa.string())
+    urls = pc.fill_null(table.column("url").combine_chunks(), "") if "url" in names else empty
+    meta = {
+        "doc_id": table.column("doc_id").combine_chunks().cast(pa.string()), "url": urls,
+        "warc_file": table.column("warc_file").combine_chunks() if "warc_file" in names else empty,
+        "text_hash": table.column("text_hash").to_numpy().astype(np.uint64),
+        "url_hash": url_keys(urls.to_pylist()) if plan.by_url else np.zeros(n, np.uint64),
+        "quality": np.zeros(n), "length": np.zeros(n, np.int64),
+    }
+    keys = band_keys(_signatures(table, path, plan), plan.bands, plan.rows)
+    band_parts = _by_partition(keys.reshape(-1), np.repeat(gids, plan.bands), plan.partitions)
+    no_lines = _by_partition(np.zeros(0, np.uint64), np.zeros(0, np.int64), plan.partitions)
+    return (meta, *band_parts, *no_lines)
+
+
 def partition_candidates(excluded: np.ndarray, hubs: int, *parts: np.ndarray) -> np.ndarray:
     """Reduce task: (gid, gid) candidate pairs from the colliding band buckets of one partition,
     leaving out documents already removed as exact duplicates."""
@@ -193,10 +229,22 @@ class Features:
 
 def fetch_features(path: str, first_index: int, plan: DedupPlan, *wanted: np.ndarray) -> list[Features] | Features:
     """Map task: the features of the `wanted` rows of one documents file, one block per partition."""
-    rows = np.unique(np.concatenate(wanted))
     column = ["text"] if plan.verify_with == "text" or "minhash" not in _schema_names(path, plan.storage_options) \
         else ["minhash"]
-    table = storage.read_parquet(path, columns=column, storage_options=plan.storage_options).take(pa.array(rows))
+    return _feature_blocks(storage.read_parquet(path, columns=column, storage_options=plan.storage_options),
+                           path, first_index, plan, wanted)
+
+
+def fetch_earlier_features(path: str, removed: np.ndarray, first_index: int, plan: DedupPlan,
+                           *wanted: np.ndarray) -> list[Features] | Features:
+    """Map task like `fetch_features` over an earlier run's documents file: signatures only."""
+    return _feature_blocks(earlier_table(path, removed, ["minhash"], plan), path, first_index, plan, wanted)
+
+
+def _feature_blocks(table: pa.Table, path: str, first_index: int, plan: DedupPlan,
+                    wanted: tuple[np.ndarray, ...]) -> list[Features] | Features:
+    rows = np.unique(np.concatenate(wanted))
+    table = table.take(pa.array(rows))
     if plan.verify_with == "text":
         sets = [shingle_hashes(t, plan.minhash.ngram) for t in table.column("text").to_pylist()]
     else:
@@ -305,6 +353,7 @@ class _Corpus:
     url: pa.Array
     warc_file: pa.Array
     numbers: dict[str, np.ndarray]
+    earlier: np.ndarray  # documents of `dedup.against` runs (after this run's): never removed
     rank: np.ndarray = field(init=False)
     survivor: np.ndarray = field(init=False)
     reason: np.ndarray = field(init=False)
@@ -322,9 +371,16 @@ class _Corpus:
     def alive(self) -> np.ndarray:
         return self.reason == 0
 
+    @property
+    def n_new(self) -> int:
+        return self.n - int(self.earlier.sum())
+
     def remove(self, indices: np.ndarray, survivors: np.ndarray, reason: str) -> None:
-        self.survivor[indices] = survivors
-        self.reason[indices] = REASONS.index(reason)
+        """Earlier runs' documents always survive: removing one is a no-op."""
+        indices, survivors = np.broadcast_arrays(np.asarray(indices), np.asarray(survivors))
+        new = ~self.earlier[indices]
+        self.survivor[indices[new]] = survivors[new]
+        self.reason[indices[new]] = REASONS.index(reason)
 
     def index_of(self, gids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.gid, gids)
@@ -334,11 +390,14 @@ class _Corpus:
 
 
 def _survivor_rank(corpus: _Corpus, policy: list[str]) -> np.ndarray:
-    """rank[i] = position of document i in survivor preference (0 = kept first)."""
+    """rank[i] = position of document i in survivor preference (0 = kept first); earlier runs'
+    documents come before all of this run's."""
     columns = {"quality": pa.array(corpus.numbers["quality"]), "length": pa.array(corpus.numbers["length"]),
                "doc_id": corpus.doc_id, "index": pa.array(np.arange(corpus.n))}
     order_by = {"quality": "descending", "length": "descending", "doc_id": "ascending"}
     keys = [(k, order_by[k]) for k in dict.fromkeys(list(policy) + ["doc_id"])] + [("index", "ascending")]
+    columns["new"] = pa.array(~corpus.earlier)
+    keys = [("new", "ascending")] + keys
     order = pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
     rank = np.empty(corpus.n, dtype=np.int64)
     rank[order] = np.arange(corpus.n)
@@ -375,6 +434,7 @@ class _Stage:
     def __init__(self, ray: Any, cfg: SieveConfig, out: str, doc_files: list[str]) -> None:
         self.ray, self.cfg, self.out, self.doc_files = ray, cfg, out, doc_files
         self.plan = DedupPlan.from_config(cfg)
+        self.earlier = _earlier_files(cfg)  # (path, doc_ids its run removed)
         self.seconds: dict[str, float] = {}
 
     def _timed(self, phase: str, started: float) -> None:
@@ -384,6 +444,9 @@ class _Stage:
         started, P = time.time(), self.plan.partitions
         scan = self.ray.remote(scan_file).options(num_returns=1 + 2 * P)
         refs = [scan.remote(path, i, self.plan) for i, path in enumerate(self.doc_files)]
+        scan_old = self.ray.remote(scan_earlier).options(num_returns=1 + 2 * P)
+        refs += [scan_old.remote(path, len(self.doc_files) + j, removed, self.plan)
+                 for j, (path, removed) in enumerate(self.earlier)]
         metas = self.ray.get([r[0] for r in refs])
         sizes = [len(m["doc_id"]) for m in metas]
         corpus = _Corpus(
@@ -396,6 +459,7 @@ class _Stage:
                        if metas else pa.array([], pa.string())),
             numbers={k: np.concatenate([m[k] for m in metas]) if metas else np.zeros(0)
                      for k in ("text_hash", "url_hash", "quality", "length")},
+            earlier=np.repeat(np.arange(len(sizes)) >= len(self.doc_files), np.asarray(sizes, dtype=np.int64)),
         )
         corpus.rank = _survivor_rank(corpus, list(self.cfg.dedup.near.survivor))
         self._timed("scan", started)
@@ -416,10 +480,15 @@ class _Stage:
         `wanted` documents (global indices); returns the feature refs of every partition."""
         per_part: list[list[Any]] = [[] for _ in wanted]
         fetch = self.ray.remote(fetch_features).options(num_returns=len(wanted))
+        fetch_old = self.ray.remote(fetch_earlier_features).options(num_returns=len(wanted))
         files = [corpus.file_of(w) for w in wanted]
         for f in np.unique(np.concatenate(files)) if wanted else []:
             local = [w[fw == f] - corpus.file_start[f] for w, fw in zip(wanted, files)]
-            refs = fetch.remote(self.doc_files[f], int(corpus.file_start[f]), self.plan, *local)
+            if f < len(self.doc_files):
+                refs = fetch.remote(self.doc_files[f], int(corpus.file_start[f]), self.plan, *local)
+            else:
+                path, removed = self.earlier[f - len(self.doc_files)]
+                refs = fetch_old.remote(path, removed, int(corpus.file_start[f]), self.plan, *local)
             refs = refs if isinstance(refs, list) else [refs]
             for p, (ref, rows) in enumerate(zip(refs, local)):
                 if len(rows):
@@ -512,6 +581,22 @@ class _Stage:
         self._timed("write", started)
         return {"docs_out": sum(w["kept"] for w in written), "lines_removed": sum(w["lines_removed"] for w in written),
                 "docs_with_lines_removed": sum(w["docs_with_lines_removed"] for w in written)}
+
+
+def _earlier_files(cfg: SieveConfig) -> list[tuple[str, np.ndarray]]:
+    """Every documents file of the `dedup.against` runs with the doc_ids their dedup removed
+    (read from dedup/removed.parquet): what they curated, without reading any text."""
+    opts, files = cfg.input.storage_options, []
+    for run in cfg.dedup.against:
+        if not storage.exists(storage.join(run, "dedup", "stats.json"), opts):
+            raise ValueError(f"dedup.against: {run} has no finished dedup stage (dedup/stats.json missing)")
+        removed = storage.read_parquet(storage.join(run, "dedup", "removed.parquet"), columns=["doc_id"],
+                                       storage_options=opts).column("doc_id").to_numpy(zero_copy_only=False)
+        paths = storage.listdir(storage.join(run, "documents"), ".parquet", opts)
+        if not paths:
+            raise ValueError(f"dedup.against: {run} has no documents/*.parquet")
+        files += [(path, removed.astype(object)) for path in paths]
+    return files
 
 
 def _file_name(path: str) -> str:
@@ -627,7 +712,8 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
     cluster_sizes = Counter(1 + len(m) for m in clusters.values())
     stats = {
         "config_hash": cfg.hash(), "fingerprint": fingerprint,
-        "files": len(doc_files), "docs_in": corpus.n, **written,
+        "files": len(doc_files), "docs_in": corpus.n_new, **written,
+        **({"against_docs": corpus.n - corpus.n_new} if cfg.dedup.against else {}),
         "removed_by_reason": dict(Counter(reasons)),
         "removed_by_file": {w: dict(c) for w, c in sorted(removed_by_file.items())},
         "lsh": {"num_perm": plan.minhash.num_perm, "ngram": plan.minhash.ngram, "bands": plan.bands,
@@ -642,8 +728,8 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
         "phase_seconds": stage.seconds,
         "seconds": round(time.time() - started, 3),
     }
-    if stats["docs_out"] + sum(stats["removed_by_reason"].values()) != corpus.n:
+    if stats["docs_out"] + sum(stats["removed_by_reason"].values()) != corpus.n_new:
         raise AssertionError(f"dedup accounting: {stats['docs_out']} kept + {stats['removed_by_reason']} "
-                             f"removed != {corpus.n} documents in {len(doc_files)} files")
+                             f"removed != {corpus.n_new} documents in {len(doc_files)} files")
     storage.atomic_write_json(marker, stats, opts)
     return stats

@@ -96,7 +96,15 @@ def decided_fingerprint(file_stats: list[dict[str, Any]]) -> str:
 
 
 def dedup_fingerprint(cfg: SieveConfig, decided: str) -> str:
-    return digest({"dedup": cfg.dedup.model_dump(mode="json"), "seed": cfg.run.seed, "documents": decided})
+    """Also the identity of every `dedup.against` run (its dedup stage's fingerprint), so a rerun
+    notices when an earlier run was redone."""
+    opts = cfg.input.storage_options
+    against = []
+    for run in cfg.dedup.against:
+        marker = storage.join(run, "dedup", "stats.json")
+        against.append(storage.read_json(marker, opts).get("fingerprint") if storage.exists(marker, opts) else None)
+    return digest({"dedup": cfg.dedup.model_dump(mode="json"), "seed": cfg.run.seed, "documents": decided,
+                   **({"against": against} if against else {})})
 
 
 def tokenizer_fingerprint(cfg: SieveConfig, curated: str, loaded_sha256: str | None) -> str:

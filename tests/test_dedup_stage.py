@@ -256,3 +256,34 @@ def test_steps_can_be_switched_off(corpus, ray_session, tmp_path):
     curated = duckdb.sql(f"select doc_id, text, lines_removed from '{out}/curated/*.parquet'").fetchall()
     assert stats["removed_by_reason"] == {} and {d: t for d, t, _ in curated} == docs
     assert {lines for _, _, lines in curated} == {0}
+
+
+def test_incremental_dedup_against_an_earlier_run(texts, ray_session, tmp_path):
+    """A second run against the first: its exact and near copies of first-run documents are
+    removed in their favour, its own duplicates as usual; the first run's outputs are untouched,
+    and redoing the first run changes the second's fingerprint."""
+    from pipeline.fingerprint import dedup_fingerprint
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first_files = [write_docs(first, "old", [(f"o{i}", f"https://old.example/{i}", texts[i]) for i in range(4)])]
+    cfg1 = make_cfg(first, verify_with="signature")
+    run_dedup(cfg1, str(first), first_files)
+    before = duckdb.sql(f"select * from '{first}/curated/*.parquet' order by doc_id").fetchall()
+    rows = [("n0", "", texts[0].replace(".", "")),           # exact copy (normalized) of o0
+            ("n1", "", edit_words(texts[1], 0.02, seed=1)),  # near copy of o1
+            ("n5", "", texts[5]), ("n6", "", texts[6]),
+            ("n7", "", texts[6] + " and a few more words")]  # near copy of this run's n6, longer
+    second_files = [write_docs(second, "new", rows)]
+    cfg2 = make_cfg(second, verify_with="signature")
+    cfg2.dedup.against = [str(first)]
+    stats = run_dedup(cfg2, str(second), second_files, dedup_fingerprint(cfg2, "decided"))
+    assert survivors(second) == {"n5", "n7"}
+    assert removed_rows(second) == [("n0", "dedup:exact", "o0"), ("n1", "dedup:near", "o1"),
+                                    ("n6", "dedup:near", "n7")]
+    assert stats["docs_in"] == 5 and stats["against_docs"] == 4 and stats["docs_out"] == 2
+    assert duckdb.sql(f"select * from '{first}/curated/*.parquet' order by doc_id").fetchall() == before
+    fingerprint = dedup_fingerprint(cfg2, "decided")
+    run_dedup(make_cfg(first, verify_with="signature", threshold=0.9), str(first), first_files)
+    assert dedup_fingerprint(cfg2, "decided") != fingerprint
+    with pytest.raises(ValueError, match="verify_with: signature"):
+        parse_config({"input": {"paths": ["x"]}, "dedup": {"against": [str(first)]}, "output": {"path": "o"}})
