@@ -177,7 +177,7 @@ def _write_documents(work: Path, ids: list[str], texts: list[str], files: int) -
             sig, th = hasher.signature_and_text_hash(texts[i])
             row = {"doc_id": ids[i], "url": f"https://bench.example/{ids[i]}", "warc_file": f"bench-{k}.warc.gz",
                    "warc_record_id": ids[i], "warc_date": "", "content_type": "text/html", "text": texts[i],
-                   "minhash": sig, "text_hash": th}
+                   "extract_fallback": False, "minhash": sig, "text_hash": th}
             for name in cols:
                 cols[name].append(row[name])
         path = str(work / "documents" / f"bench-{k}.parquet")
