@@ -144,8 +144,9 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     stats.seconds = time.perf_counter() - started
     stats.check()
     result = stats.to_json()
-    signals = signals_fingerprint(cfg, provenance(filters), identity)
-    result.update(config_hash=cfg.hash(), input_identity=identity, provenance=provenance(filters),
+    filter_provenance = provenance(filters)
+    signals = signals_fingerprint(cfg, filter_provenance, identity)
+    result.update(config_hash=cfg.hash(), input_identity=identity, provenance=filter_provenance,
                   keep_rejected=cfg.output.keep_rejected,
                   fingerprints={"signals": signals, "decide": decide_fingerprint(cfg, filters, signals)})
     if stats.error_log:

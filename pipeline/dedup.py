@@ -668,13 +668,6 @@ def _write_cluster_sample(out: str, corpus: _Corpus, clusters: dict[int, np.ndar
                                "".join(line + "\n" for line in lines).encode(), opts)
 
 
-def dedup_files_fingerprint(cfg: SieveConfig, doc_files: list[str]) -> str:
-    """The stage's fingerprint for a caller without the run's: the files by name, size and mtime."""
-    from pipeline.fingerprint import dedup_fingerprint, digest, input_identity
-
-    return dedup_fingerprint(cfg, digest([input_identity(p, cfg.input.storage_options) for p in doc_files]))
-
-
 def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str | None = None) -> dict[str, Any]:
     """The dedup stage (see module docstring); returns its stats, also in dedup/stats.json.
 
@@ -682,13 +675,13 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
     the decided documents, see `pipeline.fingerprint`); otherwise that marker goes first, so a
     stage killed midway never leaves a marker that matches its half-written outputs."""
     opts = cfg.input.storage_options
-    fingerprint = fingerprint or dedup_files_fingerprint(cfg, doc_files)
+    from pipeline.fingerprint import dedup_fingerprint, files_fingerprint, matching_marker
+
+    fingerprint = fingerprint or dedup_fingerprint(cfg, files_fingerprint(doc_files, opts))
     marker = storage.join(out, "dedup", "stats.json")
-    if storage.exists(marker, opts):
-        stored = storage.read_json(marker, opts)
-        if stored.get("fingerprint") == fingerprint:
-            return stored
-        storage.remove_file(marker, opts)
+    if (stored := matching_marker(marker, fingerprint, opts)) is not None:
+        return stored
+    storage.remove_file(marker, opts)
     from pipeline.run import init_ray
 
     started = time.time()

@@ -23,6 +23,7 @@ import urllib.request
 from typing import Any
 
 from filters import DocFilter
+from filters.extract import VERSION as EXTRACTOR_VERSION
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.readers import reader_for
@@ -63,6 +64,20 @@ def input_identity(path: str, storage_options: dict[str, Any] | None = None, tim
     return identity
 
 
+def files_fingerprint(paths: list[str], storage_options: dict[str, Any] | None = None) -> str:
+    """Files identified by name, size and etag/mtime: the documents fingerprint for a caller of a
+    global stage that has no run's fingerprint (tests, benches)."""
+    return digest([input_identity(path, storage_options) for path in paths])
+
+
+def matching_marker(path: str, fingerprint: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A stage's final marker (a JSON file written last) when it carries `fingerprint`, else None."""
+    if not storage.exists(path, storage_options):
+        return None
+    stored = storage.read_json(path, storage_options)
+    return stored if stored.get("fingerprint") == fingerprint else None
+
+
 def provenance(filters: list[DocFilter]) -> list[dict[str, Any]]:
     """Each filter's provenance, in the order the filters run (a text-rewriting filter such as
     PII masking changes what the later ones see)."""
@@ -71,9 +86,7 @@ def provenance(filters: list[DocFilter]) -> list[dict[str, Any]]:
 
 def extraction_params(cfg: SieveConfig) -> dict[str, Any]:
     """The config that decides which records become documents and what their text is."""
-    from filters.extract import VERSION
-
-    return {"extract": cfg.extract.model_dump(mode="json"), "extractor_version": VERSION,
+    return {"extract": cfg.extract.model_dump(mode="json"), "extractor_version": EXTRACTOR_VERSION,
             "max_record_bytes": cfg.input.max_record_bytes}
 
 

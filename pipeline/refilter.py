@@ -60,8 +60,8 @@ def refilter_config(source: str, overrides: list[str], out: str,
     old = parse_config(raw_old, f"{source}/config.json")
     raw = old.dump()
     overrides = [_qualify(a) for a in overrides]
-    for assignment in overrides:
-        key = assignment.split("=", 1)[0].strip()
+    keys = [a.split("=", 1)[0].strip() for a in overrides]
+    for key, assignment in zip(keys, overrides):
         section = key.split(".", 1)[0]
         if section in FIXED_SECTIONS and not key.startswith(IO_KEYS):
             raise RefilterError(f"--set {key}: cannot take effect: " + FIXED_SECTIONS[section].format(source=source))
@@ -71,13 +71,12 @@ def refilter_config(source: str, overrides: list[str], out: str,
     raw["output"]["path"] = out
     raw["output"]["overwrite"] = False
     tokenizer_dir = storage.join(source, "tokenizer")
-    tokenizer_set = any(a.split("=", 1)[0].strip().startswith("tokenizer.") for a in overrides)
+    tokenizer_set = any(key.startswith("tokenizer.") for key in keys)
     if (raw["tokenizer"]["enabled"] and not tokenizer_set and not raw["tokenizer"]["path"]
             and storage.exists(storage.join(tokenizer_dir, "vocab.json"), storage_options)):
         raw["tokenizer"]["path"] = tokenizer_dir  # same tokens as OUT: comparable counts, no retraining
     if raw["tokenizer"]["path"] and tokenizer_set:
-        trained_only = [k for k in ("vocab_size", "train_sample_bytes") if any(
-            a.split("=", 1)[0].strip() == f"tokenizer.{k}" for a in overrides)]
+        trained_only = [k for k in ("vocab_size", "train_sample_bytes") if f"tokenizer.{k}" in keys]
         if trained_only:
             raise RefilterError(f"--set tokenizer.{trained_only[0]}: cannot take effect: tokenizer.path loads "
                                 f"{raw['tokenizer']['path']} instead of training (add --set tokenizer.path=null)")

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from pipeline import storage  # noqa: E402
 from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
 from pipeline.fingerprint import (decide_fingerprint, decided_fingerprint, dedup_fingerprint,  # noqa: E402
-                                  input_identity, provenance, signals_fingerprint)
+                                  input_identity, matching_marker, provenance, signals_fingerprint)
 from pipeline.logs import driver_log  # noqa: E402
 from pipeline.stats import RunTotals  # noqa: E402
 from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
@@ -128,7 +128,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         from pipeline.dedup import run_dedup
 
         curated_fp = dedup_fingerprint(cfg, curated_fp)
-        if marker_matches(storage.join(out, "dedup", "stats.json"), curated_fp, opts):
+        if matching_marker(storage.join(out, "dedup", "stats.json"), curated_fp, opts) is not None:
             reused.append("dedup")
         t0 = time.time()
         stages["dedup"] = run_dedup(cfg, out, doc_files, curated_fp)
@@ -141,7 +141,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_fp)
         reused += [name for name, path, fp in (("tokenizer", ("tokenizer", "tokenizer.json"), tokenizer_fp),
                                                ("tokenize", ("tokens", "manifest.json"), shards_fp))
-                   if marker_matches(storage.join(out, *path), fp, opts)]
+                   if matching_marker(storage.join(out, *path), fp, opts) is not None]
         t0 = time.time()
         stages["tokenize"] = run_tokenize(cfg, out, curated_files, curated_fp)
         stage_seconds["tokenize"] = time.time() - t0
@@ -165,11 +165,6 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
     if report_path:
         summary["report"] = report_path
     return summary
-
-
-def marker_matches(path: str, fingerprint: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether a stage's final marker (a JSON file written last) carries `fingerprint`."""
-    return storage.exists(path, storage_options) and storage.read_json(path, storage_options).get("fingerprint") == fingerprint
 
 
 def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) -> int:

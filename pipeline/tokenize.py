@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import SieveConfig
-from pipeline.fingerprint import digest, input_identity, shards_fingerprint, tokenizer_fingerprint
+from pipeline.fingerprint import files_fingerprint, matching_marker, shards_fingerprint, tokenizer_fingerprint
 from pipeline.shards import doc_hash, part_schema, shard_manifest, token_dtype, write_part
 from pipeline.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
 from pipeline.writers import flat_formats, write_tokens
@@ -114,12 +114,10 @@ def prepare_tokenizer(cfg: SieveConfig, out: str, curated_files: list[str], size
     opts, tcfg = cfg.input.storage_options, cfg.tokenizer
     tokenizer_dir = storage.join(out, "tokenizer")
     marker = storage.join(tokenizer_dir, "tokenizer.json")
-    if storage.exists(marker, opts):
-        stored = storage.read_json(marker, opts)
-        if stored.get("fingerprint") == fingerprint:
-            local = _local_copy(tokenizer_dir, opts)
-            return Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens), stored
-        storage.remove_file(marker, opts)
+    if (stored := matching_marker(marker, fingerprint, opts)) is not None:
+        local = _local_copy(tokenizer_dir, opts)
+        return Tokenizer.from_files(local / "vocab.json", local / "merges.txt", tcfg.special_tokens), stored
+    storage.remove_file(marker, opts)
     info: dict[str, Any] = {"fingerprint": fingerprint}
     if tcfg.path:
         local = _local_copy(tcfg.path, opts)
@@ -222,7 +220,7 @@ def tokenize_fingerprints(cfg: SieveConfig, curated: str | list[str]) -> tuple[s
     """(tokenizer, shards) fingerprints for the curated documents: their fingerprint, or their
     files (identified by name, size and mtime) for a caller that has none."""
     if not isinstance(curated, str):
-        curated = digest([input_identity(path, cfg.input.storage_options) for path in curated])
+        curated = files_fingerprint(curated, cfg.input.storage_options)
     tokenizer_fp = tokenizer_fingerprint(cfg, curated, loaded_tokenizer_sha256(cfg))
     return tokenizer_fp, shards_fingerprint(cfg, tokenizer_fp, curated)
 
@@ -234,10 +232,8 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str], curated: 
     tokens_dir = storage.join(out, "tokens")
     manifest_path = storage.join(tokens_dir, "manifest.json")
     tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_files if curated is None else curated)
-    if storage.exists(manifest_path, opts):
-        stored = storage.read_json(manifest_path, opts)
-        if stored.get("fingerprint") == shards_fp:
-            return stored
+    if (stored := matching_marker(manifest_path, shards_fp, opts)) is not None:
+        return stored
     from pipeline.run import init_ray
 
     started = time.time()

@@ -23,8 +23,8 @@ from filters.quality import QualityFilter, classify_quality
 from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
 from filters.train import make_examples, recipe_heldout, read_documents, roc_auc, split_by_group
 from filters.train import main as train_main
+from tests.shipped_models import MODELS, retrain_shipped
 
-MODELS = Path(__file__).resolve().parents[1] / "filters/models"
 _QUOTE_TABLE = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})
 
 
@@ -288,12 +288,6 @@ def test_roc_auc_ties():
 
 def test_hate_recipe_reproduces_the_shipped_model(shared_data, tmp_path):
     """The recipe stored in the card's metrics retrains the shipped model (single thread, seeded)."""
-    import json
-
-    shipped = json.loads((MODELS / "sieve-hate.metrics.json").read_text())
-    recipe = shipped["recipe"][3:]
-    recipe[recipe.index("--out") + 1] = str(tmp_path / "hate.ftz")
-    assert train_main(recipe + ["--data-root", str(shared_data)]) == 0
-    again = json.loads((tmp_path / "hate.metrics.json").read_text())
+    shipped, again = retrain_shipped("sieve-hate", shared_data, tmp_path)
     assert again["heldout_examples"] == shipped["heldout_examples"]
     assert again["heldout"]["auc"] == pytest.approx(shipped["heldout"]["auc"], abs=0.002)

@@ -12,9 +12,8 @@ from filters import Document
 from filters.models import ModelError, resolve_model
 from filters.quality import FEATURES, Combiner, QualityFilter, classify_quality, document_features, load_combiner, quality_score
 from filters.train import fit_logistic, read_documents, roc_auc, split_input_where
-from filters.train import main as train_main
+from tests.shipped_models import MODELS, retrain_shipped
 
-MODELS = Path(__file__).resolve().parents[1] / "filters/models"
 PROSE = ("The river rises in the western hills and flows east for two hundred kilometres before it reaches the sea. "
          "Its valley was settled early, and the towns along its banks grew up around mills and bridges.\n") * 6
 LISTING = "\n".join(f"Item {i} | $ {i * 3}.99 | SKU {1000 + i}" for i in range(40))
@@ -76,11 +75,7 @@ def test_per_input_row_filters_and_json_arrays_and_html_fields(tmp_path):
 
 def test_quality_recipe_reproduces_the_shipped_model(shared_data, tmp_path):
     """The recipe stored in the metrics retrains the text model and the combiner byte for byte."""
-    shipped = json.loads((MODELS / "sieve-quality.metrics.json").read_text())
-    recipe = shipped["recipe"][3:]
-    recipe[recipe.index("--out") + 1] = str(tmp_path / "sieve-quality.ftz")
-    assert train_main(recipe + ["--data-root", str(shared_data)]) == 0
-    again = json.loads((tmp_path / "sieve-quality.metrics.json").read_text())
+    shipped, again = retrain_shipped("sieve-quality", shared_data, tmp_path)
     assert again["model_sha256"] == shipped["model_sha256"]
     assert again["heldout"] == shipped["heldout"] and again["combiner"] == shipped["combiner"]
     assert (tmp_path / "sieve-quality.combiner.json").read_text() == (MODELS / "sieve-quality.combiner.json").read_text()

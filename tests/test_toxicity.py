@@ -14,8 +14,8 @@ from filters.models import spec_for
 from filters.toxicity import classify_nsfw, classify_toxic_speech, hate_score, nsfw_score
 from filters.toxicity_data import SOURCES, clean_markup, source_rows
 from filters.train import main as train_main
+from tests.shipped_models import MODELS, retrain_shipped
 
-MODELS = Path(__file__).resolve().parents[1] / "filters/models"
 
 ASTERISK_PAGES = [
     "## Installation\n\nRun `pip install sieve`. **Note:** the *first* run compiles loops.\n\n"
@@ -130,11 +130,7 @@ def test_a_model_path_declares_its_normalization_in_its_metrics(tmp_path):
 
 def test_nsfw_recipe_reproduces_the_shipped_model(shared_data, tmp_path):
     """As tests/test_classifiers.py does for sieve-hate, with the per-source held-out figures."""
-    shipped = json.loads((MODELS / "sieve-nsfw.metrics.json").read_text())
-    recipe = shipped["recipe"][3:]
-    recipe[recipe.index("--out") + 1] = str(tmp_path / "m.ftz")
-    assert train_main(recipe + ["--data-root", str(shared_data)]) == 0
-    again = json.loads((tmp_path / "m.metrics.json").read_text())
+    shipped, again = retrain_shipped("sieve-nsfw", shared_data, tmp_path)
     assert again["heldout_examples"] == shipped["heldout_examples"]
     assert again["heldout"]["auc"] == pytest.approx(shipped["heldout"]["auc"], abs=0.002)
     for name, figures in shipped.get("heldout_by_source", {}).items():
