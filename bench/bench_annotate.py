@@ -11,9 +11,9 @@ from bench.common import realweb_files
 from filters import Document
 from filters.base import batch_caches
 from pipeline import storage
-from pipeline.annotate import BATCH_DOCS, process_warc
 from pipeline.config import parse_config
-from pipeline.decide import build_filters
+from pipeline.stages.annotate import BATCH_DOCS, process_warc
+from pipeline.stages.decide import build_filters
 
 ALL_FILTERS = {"language": {}, "pii": {}, "gopher": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {},
                "quality": {}, "toxicity": {}, "minhash": {}}

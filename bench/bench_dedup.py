@@ -22,8 +22,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from filters.dedup import (MinHasher, MinHashFilter, band_keys, candidate_probability, cluster, exact_similar,
-                           lsh_params, shingle_hashes, shingles)
+from filters.dedup import (
+    MinHasher,
+    MinHashFilter,
+    band_keys,
+    candidate_probability,
+    cluster,
+    exact_similar,
+    lsh_params,
+    shingle_hashes,
+    shingles,
+)
 
 THRESHOLD = 0.8
 BOILERPLATE = [
@@ -164,7 +173,7 @@ def pair_level(sets: list[np.ndarray], truth: set[tuple[int, int]]) -> list[str]
 
 def _write_documents(work: Path, ids: list[str], texts: list[str], files: int) -> list[str]:
     from pipeline import storage
-    from pipeline.annotate import BASE_FIELDS
+    from pipeline.stages.annotate import BASE_FIELDS
 
     hasher = MinHasher()  # the minhash filter's defaults
     schema = pa.schema(list(BASE_FIELDS) + MinHashFilter().signal_schema())
@@ -189,7 +198,7 @@ def _write_documents(work: Path, ids: list[str], texts: list[str], files: int) -
 def _warm_ray(work: Path, doc_file: str) -> None:
     """Start Ray and let its workers import the stage once, so timed runs measure dedup only."""
     from pipeline.config import parse_config
-    from pipeline.dedup import run_dedup
+    from pipeline.stages.dedup import run_dedup
 
     cfg = parse_config({"input": {"paths": ["unused"]}, "filters": {"minhash": {}},
                         "output": {"path": str(work / "warm-up")}})
@@ -203,7 +212,7 @@ def document_level(work: Path, ids: list[str], texts: list[str], sets: list[np.n
     import duckdb
 
     from pipeline.config import parse_config
-    from pipeline.dedup import run_dedup
+    from pipeline.stages.dedup import run_dedup
 
     doc_files = _write_documents(work, ids, texts, files=4)
     # the stage's default survivor order without quality scores: longest text, then doc_id
@@ -453,7 +462,7 @@ def synthetic_corpus(shared: Path, n: int, seed: int = 0) -> tuple[list[str], li
 
 def stage_scaling(shared: Path, work: Path, quick: bool) -> list[str]:
     from pipeline.config import parse_config
-    from pipeline.dedup import run_dedup
+    from pipeline.stages.dedup import run_dedup
 
     rows = []
     for n in ([5_000] if quick else [100_000, 1_000_000]):

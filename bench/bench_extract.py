@@ -34,8 +34,8 @@ def _trafilatura(page: tuple[str, bytes, str | None]) -> str | None:
 
 def _pipeline_docs_per_s(files: list[Path], work: Path) -> tuple[float, int, int]:
     """process_warc (read + classify + decode + extract, no filters) in this process: one core."""
-    from pipeline.annotate import process_warc
     from pipeline.config import parse_config
+    from pipeline.stages.annotate import process_warc
 
     out = tempfile.mkdtemp(dir=work)
     cfg = parse_config({"input": {"paths": [str(f) for f in files]}, "dedup": {"enabled": False},

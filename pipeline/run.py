@@ -14,25 +14,30 @@ import os
 import sys
 
 if __package__ in (None, ""):
-    # `python pipeline/run.py` puts pipeline/ first on sys.path, where our tokenize.py would shadow
-    # the standard library's tokenize (used by logging, linecache, ...): use the repo root instead.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
+    # `python pipeline/run.py` (as `ray job submit` runs it): import the `pipeline` package from this
+    # checkout (the uploaded working dir), not from wherever it may also be installed.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
 import logging
 import time
-from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline import storage  # noqa: E402
 from pipeline.config import ConfigError, SieveConfig, load_config  # noqa: E402
-from pipeline.fingerprint import (decide_fingerprint, decided_fingerprint, dedup_fingerprint,  # noqa: E402
-                                  input_identity, matching_marker, provenance, signals_fingerprint)
-from pipeline.logs import driver_log  # noqa: E402
-from pipeline.stats import RunTotals  # noqa: E402
-from pipeline.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
+from pipeline.inputs.warc import InputError, resolve_inputs, unique_stems  # noqa: E402
+from pipeline.report.logs import driver_log  # noqa: E402
+from pipeline.report.stats import RunTotals  # noqa: E402
+from pipeline.runtime import check_output_reachable, run_input_tasks  # noqa: E402
+from pipeline.stages.fingerprint import (  # noqa: E402
+    decide_fingerprint,
+    decided_fingerprint,
+    dedup_fingerprint,
+    input_identity,
+    matching_marker,
+    provenance,
+    signals_fingerprint,
+)
 
 log = logging.getLogger("sieve")
 
@@ -110,7 +115,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
     """The global stages (dedup, tokenizer, shards) over the decided inputs, then run.json and the report.
 
     Shared by `run_pipeline` and `pipeline.refilter`. Each stage is reused when its stored
-    fingerprint (see `pipeline.fingerprint`) matches, else redone with everything downstream.
+    fingerprint (see `pipeline.stages.fingerprint`) matches, else redone with everything downstream.
     """
     out, opts = cfg.output.path, cfg.input.storage_options
     totals = RunTotals()
@@ -125,7 +130,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
     curated_fp = decided_fingerprint(file_stats)
     curated_files = doc_files
     if cfg.dedup.enabled:
-        from pipeline.dedup import run_dedup
+        from pipeline.stages.dedup import run_dedup
 
         curated_fp = dedup_fingerprint(cfg, curated_fp)
         if matching_marker(storage.join(out, "dedup", "stats.json"), curated_fp, opts) is not None:
@@ -136,7 +141,7 @@ def finish_run(cfg: SieveConfig, n_inputs: int, file_stats: list[dict[str, Any]]
         totals.remove_kept(stages["dedup"].get("removed_by_reason", {}))
         curated_files = storage.listdir(storage.join(out, "curated"), ".parquet", opts)
     if cfg.tokenizer.enabled:
-        from pipeline.tokenize import run_tokenize, tokenize_fingerprints
+        from pipeline.stages.encode import run_tokenize, tokenize_fingerprints
 
         tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_fp)
         reused += [name for name, path, fp in (("tokenizer", ("tokenizer", "tokenizer.json"), tokenizer_fp),
@@ -180,7 +185,7 @@ def remove_temporaries(out: str, storage_options: dict[str, Any] | None = None) 
 def write_report(cfg: SieveConfig, summary: dict[str, Any]) -> str | None:
     """OUT/report.html when the report module is available (it needs matplotlib)."""
     try:
-        from pipeline.report import write_report as _write
+        from pipeline.report.page import write_report as _write
     except ImportError:
         return None
     return _write(cfg, summary)
@@ -208,42 +213,6 @@ def prepare_output(cfg: SieveConfig, stems: Iterable[str]) -> None:
     storage.atomic_write_json(marker, {"config_hash": cfg.hash(), "config": cfg.dump()}, opts, sort_keys=False)
 
 
-def ray_address(cfg: SieveConfig) -> str | None:
-    """The cluster this run joins (run.ray_address, else RAY_ADDRESS), None for an embedded Ray."""
-    return cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
-
-
-def check_output_reachable(cfg: SieveConfig) -> None:
-    """Refuse, before any work, a local output.path on a cluster of several nodes: each task would
-    write on the disk of whichever node ran it, scattering the outputs."""
-    if not ray_address(cfg) or storage.is_remote(cfg.output.path) or cfg.output.shared_filesystem:
-        return
-    ray = init_ray(cfg)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1:
-        raise ConfigError(
-            f"output.path {cfg.output.path!r} is a local path, but the Ray cluster has {len(nodes)} nodes: each "
-            "task would write on its own node's disk. Use an object store (output.path: s3://bucket/run) or, "
-            "if every node mounts this path on a shared filesystem, set output.shared_filesystem: true.")
-
-
-def init_ray(cfg: SieveConfig) -> Any:
-    """Join the cluster named by run.ray_address / RAY_ADDRESS, else start an embedded Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return ray
-    address = ray_address(cfg)
-    repo_root = str(Path(__file__).resolve().parents[1])
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}}
-    if address:
-        ray.init(address=address, log_to_driver=True, runtime_env=None if os.environ.get("RAY_JOB_ID") else env)
-    else:
-        ray.init(num_cpus=cfg.run.num_cpus, include_dashboard=False, log_to_driver=True,
-                 configure_logging=False, runtime_env=env)
-    return ray
-
-
 def plan_inputs(cfg: SieveConfig, inputs: list[str], stems: dict[str, str]
                 ) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
     """(stats of the inputs reused as they are, inputs to re-decide, inputs to annotate).
@@ -257,7 +226,7 @@ def plan_inputs(cfg: SieveConfig, inputs: list[str], stems: dict[str, str]
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.decide import build_filters
+    from pipeline.stages.decide import build_filters
 
     out, opts = cfg.output.path, cfg.input.storage_options
     markers = set(storage.listdir(storage.join(out, "stats"), ".json", opts))
@@ -298,67 +267,14 @@ def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, An
     work = {"annotate_tasks_run": len(annotate), "decide_tasks_run": len(redecide),
             "annotate_inputs_reused": len(results)}
     if annotate or redecide:
-        from pipeline.annotate import process_warc
-        from pipeline.decide import redecide_input
+        from pipeline.stages.annotate import process_warc
+        from pipeline.stages.decide import redecide_input
 
         out = cfg.output.path
         jobs = [(path, process_warc, path, stems[path]) for path in annotate]
         jobs += [(path, redecide_input, out, stems[path]) for path in redecide]
         results.update(run_input_tasks(cfg, jobs, "annotate"))
     return [results[p] for p in inputs], work
-
-
-def run_input_tasks(cfg: SieveConfig, jobs: list[tuple[str, Any, str, str]], desc: str) -> dict[str, dict[str, Any]]:
-    """Run each job `(input, func, source, stem)` as the Ray task `func(source, stem, cfg, out)`
-    (`process_warc` or `redecide_input`), a bounded number in flight; returns each input's stats.
-    A task that fails for good is reported as that input's error(task_error), not fatal."""
-    from tqdm import tqdm
-
-    from pipeline.logs import input_error_line
-
-    ray = init_ray(cfg)
-    options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
-    if cfg.run.task_memory_mb:
-        options["memory"] = cfg.run.task_memory_mb * 1024 * 1024
-    remote = {func: ray.remote(func).options(**options) for _, func, _, _ in jobs}
-    max_in_flight = cfg.run.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    cfg_ref = ray.put(cfg)
-    pending: dict[Any, tuple[str, str]] = {}  # task -> (input, stem)
-    results: dict[str, dict[str, Any]] = {}
-    queue = list(jobs)
-    bar = tqdm(total=len(jobs), unit="file", desc=desc, disable=not cfg.run.progress, file=sys.stderr)
-    records = docs = 0
-    while queue or pending:
-        while queue and len(pending) < max_in_flight:
-            path, func, source, stem = queue.pop(0)
-            pending[remote[func].remote(source, stem, cfg_ref, cfg.output.path)] = (path, stem)
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            path, stem = pending.pop(ref)
-            try:
-                stats = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a lost task is reported, not fatal
-                log.error("input %s: task failed: %s", path, exc, extra={"input": path, "reason": "task_error"})
-                stats = _failed_stats(path, stem, exc)
-            else:  # the task logged its errors to OUT/logs/: one console line says how many of each
-                if line := input_error_line(stats, cfg.output.path):
-                    bar.write(line, file=sys.stderr)
-            results[path] = stats
-            records += stats["records"]
-            docs += stats["kept"]
-            bar.set_postfix(records=records, kept=docs, refresh=False)
-            bar.update(1)
-    bar.close()
-    return results
-
-
-def _failed_stats(path: str, stem: str, exc: BaseException) -> dict[str, Any]:
-    """Stats for an input whose task died for good; not written to stats/ so a rerun retries it."""
-    from pipeline.stats import FileStats
-
-    stats = FileStats(input=path, stem=stem, status="failed")
-    stats.add_error("task_error", message=f"{type(exc).__name__}: {exc}")
-    return stats.to_json()
 
 
 def print_summary(summary: dict[str, Any]) -> None:

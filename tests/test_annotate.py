@@ -12,10 +12,10 @@ import pytest
 from filters.base import batch_caches
 from filters.gopher import GopherFilter
 from filters.text import text_stats
-from pipeline import annotate
-from pipeline.annotate import process_warc
 from pipeline.config import parse_config
 from pipeline.sample import write_sample
+from pipeline.stages import annotate
+from pipeline.stages.annotate import process_warc
 
 ALL_FILTERS = {"language": {}, "pii": {}, "gopher": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {},
                "quality": {}, "toxicity": {}, "minhash": {}}

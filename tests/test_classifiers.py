@@ -7,22 +7,20 @@ import random
 import re
 import threading
 from functools import partial
-from pathlib import Path
 
+import fasttext
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fasttext
-
 from filters import Document
 from filters.classifier import Classifier, document_tokens
-from filters.models import ModelError, REGISTRY, download, prepare_text, resolve_model
+from filters.models import REGISTRY, ModelError, download, prepare_text, resolve_model
 from filters.quality import QualityFilter, classify_quality
 from filters.toxicity import ToxicityFilter, classify_nsfw, classify_toxic_speech
-from filters.train import make_examples, recipe_heldout, read_documents, roc_auc, split_by_group
 from filters.train import main as train_main
+from filters.train import make_examples, read_documents, recipe_heldout, roc_auc, split_by_group
 from tests.shipped_models import MODELS, retrain_shipped
 
 _QUOTE_TABLE = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.damage import GZIP_TRAILER, damage_variants, deflate_start
+from pipeline.inputs.warc import ReadError, iter_records, open_input, unique_stems
 from pipeline.sample import warc_record, write_sample
-from pipeline.warc import ReadError, iter_records, open_input, unique_stems
+from pipeline.sample.damage import GZIP_TRAILER, damage_variants, deflate_start
 
 REPO = Path(__file__).resolve().parents[1]
 # Damaged members: a bit flipped in the CRC32 (the data inflates, the check fails at its end), a bit

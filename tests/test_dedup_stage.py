@@ -13,9 +13,9 @@ import pytest
 from filters import Document
 from filters.dedup import MinHashFilter, exact_jaccard, shingle_hashes
 from pipeline import storage
-from pipeline.annotate import BASE_FIELDS
 from pipeline.config import parse_config
-from pipeline.dedup import REMOVED_SCHEMA, run_dedup
+from pipeline.stages.annotate import BASE_FIELDS
+from pipeline.stages.dedup import REMOVED_SCHEMA, run_dedup
 from tests.test_dedup import distinct_real_docs, edit_words
 
 pytestmark = pytest.mark.slow
@@ -262,7 +262,7 @@ def test_incremental_dedup_against_an_earlier_run(texts, ray_session, tmp_path):
     """A second run against the first: its exact and near copies of first-run documents are
     removed in their favour, its own duplicates as usual; the first run's outputs are untouched,
     and redoing the first run changes the second's fingerprint."""
-    from pipeline.fingerprint import dedup_fingerprint
+    from pipeline.stages.fingerprint import dedup_fingerprint
 
     first, second = tmp_path / "first", tmp_path / "second"
     first_files = [write_docs(first, "old", [(f"o{i}", f"https://old.example/{i}", texts[i]) for i in range(4)])]

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.config import parse_config
-from pipeline.logs import JsonLinesFile, driver_log, input_error_line, logged_input_task
+from pipeline.report.logs import JsonLinesFile, driver_log, input_error_line, logged_input_task
 
 log = logging.getLogger("sieve.test")
 
@@ -114,8 +114,8 @@ def test_remote_log_is_buffered_then_appended():
 
 
 def test_damaged_real_warc_logs_every_error_with_offset(shared_data, tmp_path):
-    from pipeline.annotate import process_warc
-    from pipeline.damage import damage_variants
+    from pipeline.sample.damage import damage_variants
+    from pipeline.stages.annotate import process_warc
 
     source = shared_data / "warc/commoncrawl/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz"
     (flipped,) = damage_variants(source, tmp_path / "gen", seed=1, kinds=("bitflips",))

@@ -1,4 +1,4 @@
-"""Malformed input: every real edge case and generated damage (pipeline.damage), through the reader
+"""Malformed input: every real edge case and generated damage (pipeline.sample.damage), through the reader
 and through run_pipeline. The job never crashes; every record is counted once (kept, removed(reason)
 or error(reason)); records after damage are recovered; a file that cannot be opened or is not a WARC
 fails alone, with its reason, while every other file completes."""
@@ -13,12 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline import salvage
 from pipeline.config import parse_config
-from pipeline.damage import RECORD_KINDS, WHOLE_FILE_KINDS, damage_variants, record_spans
+from pipeline.inputs import salvage
+from pipeline.inputs.warc import InputError, NotWarcError, RawRecord, ReadError, iter_records, open_input
 from pipeline.run import run_pipeline
 from pipeline.sample import warc_record
-from pipeline.warc import InputError, NotWarcError, RawRecord, ReadError, iter_records, open_input
+from pipeline.sample.damage import RECORD_KINDS, WHOLE_FILE_KINDS, damage_variants, record_spans
 
 # What a reader must find in each file of warc/edge_cases (README of the shared data, checked by
 # hand where the parsers disagree): {record type: count}, unreadable regions.

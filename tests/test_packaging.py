@@ -24,7 +24,7 @@ PROBE = """
 import json, sys
 import filters, pipeline
 from filters.models import resolve_model
-from pipeline.warc import ReadError, iter_records
+from pipeline.inputs.warc import ReadError, iter_records
 warc = sys.argv[1]
 records = list(iter_records(lambda: open(warc, "rb")))
 print(json.dumps({

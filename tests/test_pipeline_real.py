@@ -8,8 +8,8 @@ import duckdb
 import pytest
 
 from pipeline.config import parse_config
+from pipeline.inputs.warc import RawRecord, iter_records
 from pipeline.run import run_pipeline
-from pipeline.warc import iter_records, RawRecord
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from warcio.archiveiterator import ArchiveIterator
-from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline.config import ExtractSection, InputSection, parse_config
-from pipeline.readers import (Doc, ItemError, NotParquetError, Removed, SchemaError, format_of, reader_for)
-from pipeline.warc import input_stem
+from pipeline.inputs.readers import Doc, ItemError, NotParquetError, Removed, SchemaError, format_of, reader_for
+from pipeline.inputs.warc import input_stem
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.decide import redecide_input
 from pipeline.refilter import RefilterError, refilter
 from pipeline.run import run_pipeline
+from pipeline.stages.decide import redecide_input
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ s3:// inputs and outputs through moto's S3 server on loopback. Outputs must equa
 from __future__ import annotations
 
 import gzip
-import json
 import http.server
+import json
 import logging
 import random
 import threading
@@ -13,14 +13,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from pipeline import storage, warc
+from pipeline import storage
 from pipeline.config import parse_config
-from pipeline.damage import damage_variants
+from pipeline.inputs import warc
+from pipeline.inputs.warc import InputError, RetryingHTTPStream, backoff_sleep, open_input, read_paths_listing
 from pipeline.run import run_pipeline
-from pipeline.warc import InputError, RetryingHTTPStream, backoff_sleep, open_input, read_paths_listing
+from pipeline.sample.damage import damage_variants
 
 SLOW_S = 1.0  # how long "slow" and "stall" faults hold a connection: beyond the client timeouts below
 CLIENT_TIMEOUT_S = 0.3

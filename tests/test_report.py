@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import report as report_module
 from pipeline import storage
 from pipeline.config import parse_config
-from pipeline.report import EXAMPLE_CHARS, EXAMPLES_PER_REASON, OutputSample, render, write_report
+from pipeline.report import page as report_module
+from pipeline.report.page import EXAMPLE_CHARS, EXAMPLES_PER_REASON, OutputSample, render, write_report
 
 HOSTILE = "<script>alert('owned')</script><img src=x onerror=alert(1)> cheap pills"
 SECTION_IDS = ("funnel", "removals", "errors", "languages", "scores", "dedup", "tokens", "files", "time")

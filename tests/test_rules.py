@@ -14,13 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filters import Document, filter_class
-from filters import c4
+from filters import Document, c4, filter_class
 from filters.c4 import C4Filter, c4_signals, load_badwords
 from filters.fineweb import FineWebFilter, fineweb_signals
-from filters.gopher import (GopherFilter, GopherRepetitionFilter, gopher_quality_filter, gopher_quality_signals,
-                            gopher_repetition_filter, gopher_repetition_signals, ngram_char_fractions,
-                            split_combined_params)
+from filters.gopher import (
+    GopherFilter,
+    GopherRepetitionFilter,
+    gopher_quality_filter,
+    gopher_quality_signals,
+    gopher_repetition_filter,
+    gopher_repetition_signals,
+    ngram_char_fractions,
+    split_combined_params,
+)
 from filters.text import TextStats, text_stats
 
 PROSE = (
@@ -554,8 +560,8 @@ def test_real_pages_through_the_pipeline_filters_give_each_filter_its_reasons(sh
     only the repetition rules, and the kept pages pass both functions."""
     import pyarrow.parquet as pq
 
-    from pipeline.annotate import process_warc
     from pipeline.config import parse_config
+    from pipeline.stages.annotate import process_warc
 
     cfg = parse_config({"input": {"paths": ["x"]}, "output": {"path": str(tmp_path), "keep_rejected": True},
                         "filters": {"gopher": PAPER_QUALITY, "gopher_repetition": {}}})

@@ -1,4 +1,4 @@
-"""The embedded demo WARC (pipeline/sample.py): it parses with fastwarc and warcio, matches its
+"""The embedded demo WARC (pipeline/sample/__init__.py): it parses with fastwarc and warcio, matches its
 manifest, rebuilds byte-identically, decodes its legacy charsets, and holds the languages,
 duplicates, PII and junk the demo is meant to show."""
 from __future__ import annotations
@@ -19,9 +19,8 @@ from warcio.archiveiterator import ArchiveIterator as WarcioArchiveIterator
 from filters.extract import html_to_text
 from filters.language import identify_language
 from filters.pii import mask_emails, mask_ips, mask_phone_numbers
-from pipeline.sample import (MANIFEST, PAGES_DIR, SampleError, SampleManifest, load_manifest, main,
-                             write_sample)
-from pipeline.warc import ReadError, iter_records
+from pipeline.inputs.warc import ReadError, iter_records
+from pipeline.sample import MANIFEST, PAGES_DIR, SampleError, SampleManifest, load_manifest, main, write_sample
 
 
 @dataclass

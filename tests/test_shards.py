@@ -13,8 +13,17 @@ import pyarrow as pa
 import pytest
 
 from pipeline import storage
-from pipeline.shards import (PlainTokenShards, TokenShards, doc_hash, part_schema, shard_manifest, shard_name,
-                             shard_of, write_part, write_shard)
+from pipeline.tokens.shards import (
+    PlainTokenShards,
+    TokenShards,
+    doc_hash,
+    part_schema,
+    shard_manifest,
+    shard_name,
+    shard_of,
+    write_part,
+    write_shard,
+)
 
 EOT_ID = 999
 VOCAB = 1000
@@ -209,7 +218,7 @@ def test_importing_shards_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, pipeline.shards; print('torch' in sys.modules)"
+    code = "import sys, pipeline.tokens.shards; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -246,8 +255,8 @@ def _with_special_strings(texts: list[str]) -> list[str]:
 
 def _encode_and_write(tmp_path, texts: list[str]) -> None:
     """Curated file -> encode_file (the tokenize stage's task) -> write_shard; every row checked."""
-    from pipeline.tokenize import encode_file
-    from pipeline.tokenizer import Tokenizer, train_bpe_from_texts
+    from pipeline.stages.encode import encode_file
+    from pipeline.tokens.tokenizer import Tokenizer, train_bpe_from_texts
 
     vocab, merges = train_bpe_from_texts(texts, 600, STAGE_SPECIALS)
     tok = Tokenizer(vocab, merges, STAGE_SPECIALS)

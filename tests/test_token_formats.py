@@ -15,8 +15,8 @@ import pytest
 
 from pipeline import storage
 from pipeline.config import ConfigError, parse_config
-from pipeline.shards import doc_hash, part_schema, shard_name, write_part
-from pipeline.writers import val_docs, write_tokens
+from pipeline.tokens.shards import doc_hash, part_schema, shard_name, write_part
+from pipeline.tokens.writers import val_docs, write_tokens
 
 EOT_ID = 999
 
@@ -158,7 +158,7 @@ def _curated(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_stage_writes_and_rewrites_formats(ray_session, tmp_path):
-    from pipeline.tokenize import run_tokenize
+    from pipeline.stages.encode import run_tokenize
 
     files = _curated(tmp_path)
 

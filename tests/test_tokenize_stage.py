@@ -12,8 +12,8 @@ import pytest
 
 from pipeline import storage
 from pipeline.config import parse_config
-from pipeline.tokenize import run_tokenize
-from pipeline.tokenizer import Tokenizer
+from pipeline.stages.encode import run_tokenize
+from pipeline.tokens.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.slow
 EOT = "<|endoftext|>"

@@ -13,8 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.tokenizer import (Tokenizer, bytes_to_unicode, count_file_pretokens, count_pretokens, train_bpe,
-                                train_bpe_from_counts, train_bpe_from_texts, unicode_disagreements)
+from pipeline.tokens.tokenizer import (
+    Tokenizer,
+    bytes_to_unicode,
+    count_file_pretokens,
+    count_pretokens,
+    train_bpe,
+    train_bpe_from_counts,
+    train_bpe_from_texts,
+    unicode_disagreements,
+)
 
 EOT = "<|endoftext|>"
 SPECIALS = [EOT, EOT + EOT, "<|im_start|>", "<s>"]

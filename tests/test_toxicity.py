@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,6 @@ from filters.toxicity import classify_nsfw, classify_toxic_speech, hate_score, n
 from filters.toxicity_data import SOURCES, clean_markup, source_rows
 from filters.train import main as train_main
 from tests.shipped_models import MODELS, retrain_shipped
-
 
 ASTERISK_PAGES = [
     "## Installation\n\nRun `pip install sieve`. **Note:** the *first* run compiles loops.\n\n"

@@ -6,8 +6,16 @@ import io
 
 import pytest
 
-from pipeline.warc import (InputError, RawRecord, ReadError, input_stem, iter_records, read_paths_listing,
-                           resolve_inputs, unique_stems)
+from pipeline.inputs.warc import (
+    InputError,
+    RawRecord,
+    ReadError,
+    input_stem,
+    iter_records,
+    read_paths_listing,
+    resolve_inputs,
+    unique_stems,
+)
 
 
 def _warc_record(record_id: str, body: bytes, uri: str = "http://example.com/") -> bytes:

@@ -1,7 +1,7 @@
 """The per-input task: read items, extract HTML documents, annotate, decide, write.
 
 This module holds no Ray code: `pipeline.run` wraps `process_warc` in a Ray task. One call reads
-one input file (WARC, WET, JSONL or Parquet, through its `pipeline.readers` reader) as a stream
+one input file (WARC, WET, JSONL or Parquet, through its `pipeline.inputs.readers` reader) as a stream
 and writes `documents/<stem>.parquet` (kept), `rejected/<stem>.parquet`
 (removed, with reason), `logs/<stem>.jsonl` (every error with its byte offset, if any) and
 finally `stats/<stem>.json`, the file's completion marker. Every
@@ -23,12 +23,12 @@ from filters.base import batch_caches
 from filters.extract import extract
 from pipeline import storage
 from pipeline.config import SieveConfig
-from pipeline.decide import build_filters, decide
-from pipeline.fingerprint import decide_fingerprint, input_identity, provenance, signals_fingerprint
-from pipeline.logs import logged_input_task
-from pipeline.stats import FileStats
-from pipeline.readers import Doc, ItemError, Removed, reader_for
-from pipeline.warc import InputError
+from pipeline.inputs.readers import Doc, ItemError, Removed, reader_for
+from pipeline.inputs.warc import InputError
+from pipeline.report.logs import logged_input_task
+from pipeline.report.stats import FileStats
+from pipeline.stages.decide import build_filters, decide
+from pipeline.stages.fingerprint import decide_fingerprint, input_identity, provenance, signals_fingerprint
 
 log = logging.getLogger("sieve.annotate")
 

@@ -26,7 +26,7 @@ from filters import DocFilter
 from filters.extract import VERSION as EXTRACTOR_VERSION
 from pipeline import storage
 from pipeline.config import SieveConfig
-from pipeline.readers import reader_for
+from pipeline.inputs.readers import reader_for
 
 
 def digest(obj: Any) -> str:

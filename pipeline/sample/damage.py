@@ -1,7 +1,7 @@
 """Damaged WARC files made from a good one, deterministically from a seed: what transfers, disks
 and broken writers do to real crawls, to test that the pipeline survives and counts them.
 
-    python -m pipeline.damage SOURCE.warc.gz OUT_DIR [--seed N] [--max-record-bytes N]
+    python -m pipeline.sample.damage SOURCE.warc.gz OUT_DIR [--seed N] [--max-record-bytes N]
 
 Each variant comes with what a reader must make of it (`Damaged`): the record ids it must still
 deliver (their bytes are untouched), how many damaged regions it must report, or that the file
@@ -231,7 +231,7 @@ def damage_variants(source: Path, out_dir: Path, seed: int = 0, *, max_record_by
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.damage", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline.sample.damage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a good WARC file")
     parser.add_argument("out_dir", type=Path)

@@ -529,9 +529,9 @@ class Report:
                 + _table("error-samples", ["file", "reason", "offset", "record", "message"], rows, numeric=(2,),
                          long=(0, 3, 4), css="wide")
                 + '<p class="note">' + self.paths_note()
-                + f'Every error of an input is in <code>logs/&lt;input&gt;.jsonl</code>; task '
-                  f"warnings and tracebacks in <code>logs/tasks/</code>, the driver's in "
-                  f"<code>logs/driver.jsonl</code>."
+                + 'Every error of an input is in <code>logs/&lt;input&gt;.jsonl</code>; task '
+                  "warnings and tracebacks in <code>logs/tasks/</code>, the driver's in "
+                  "<code>logs/driver.jsonl</code>."
                 + (f" {more:,} more files with errors are not shown." if more > 0 else "") + "</p>")
 
     def languages(self) -> str:

@@ -33,11 +33,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from filters.dedup import (MinHasher, MinHashParams, band_keys, bucket_pairs, candidate_probability,
-                           components_in_rank_order, connected_components, distinct_line_keys, exact_jaccard,
-                           lsh_params, remove_lines, shingle_hashes, split_component, text_hash, url_keys)
+from filters.dedup import (
+    MinHasher,
+    MinHashParams,
+    band_keys,
+    bucket_pairs,
+    candidate_probability,
+    components_in_rank_order,
+    connected_components,
+    distinct_line_keys,
+    exact_jaccard,
+    lsh_params,
+    remove_lines,
+    shingle_hashes,
+    split_component,
+    text_hash,
+    url_keys,
+)
 from pipeline import storage
 from pipeline.config import SieveConfig
+from pipeline.runtime import init_ray
 
 REASON_EXACT, REASON_URL, REASON_NEAR, REASON_EMPTY = (
     "dedup:exact", "dedup:url", "dedup:near", "dedup:empty_after_line_dedup")
@@ -672,18 +687,16 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
     """The dedup stage (see module docstring); returns its stats, also in dedup/stats.json.
 
     Reused when dedup/stats.json, written last, carries `fingerprint` (the dedup parameters and
-    the decided documents, see `pipeline.fingerprint`); otherwise that marker goes first, so a
+    the decided documents, see `pipeline.stages.fingerprint`); otherwise that marker goes first, so a
     stage killed midway never leaves a marker that matches its half-written outputs."""
     opts = cfg.input.storage_options
-    from pipeline.fingerprint import dedup_fingerprint, files_fingerprint, matching_marker
+    from pipeline.stages.fingerprint import dedup_fingerprint, files_fingerprint, matching_marker
 
     fingerprint = fingerprint or dedup_fingerprint(cfg, files_fingerprint(doc_files, opts))
     marker = storage.join(out, "dedup", "stats.json")
     if (stored := matching_marker(marker, fingerprint, opts)) is not None:
         return stored
     storage.remove_file(marker, opts)
-    from pipeline.run import init_ray
-
     started = time.time()
     stage = _Stage(init_ray(cfg), cfg, out, doc_files)
     plan = stage.plan

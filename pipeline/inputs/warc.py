@@ -1,7 +1,7 @@
 """WARC inputs: resolve paths/URLs/listings, open them as retrying streams, iterate records.
 
 fastwarc reads the records; when it rejects a file (ARC, odd gzip layouts) or fails part-way,
-warcio takes over from the first record fastwarc did not deliver. After them, `pipeline.salvage`
+warcio takes over from the first record fastwarc did not deliver. After them, `pipeline.inputs.salvage`
 reads on from the last record delivered: it confirms that the file ends cleanly (a cut last record
 is reported) and recovers the records after damage where both parsers stop (corrupt or cut gzip
 members, garbage between members, wrong Content-Lengths). Every unreadable region becomes one
@@ -29,7 +29,7 @@ from typing import IO, Any, Callable, Iterator
 
 import fsspec
 
-from pipeline import salvage
+from pipeline.inputs import salvage
 
 log = logging.getLogger("sieve.warc")
 

@@ -9,7 +9,7 @@
 The number of shards is fixed before encoding, from the curated text size (Parquet metadata) and
 the tokenizer's bytes per token on a sample, so each encode task can group its documents by shard.
 Resumable per part: tokenizer/tokenizer.json and tokens/manifest.json carry their fingerprints
-(`pipeline.fingerprint`): a new shard size re-encodes with the same tokenizer.
+(`pipeline.stages.fingerprint`): a new shard size re-encodes with the same tokenizer.
 
 Document text is ordinary text: a page that contains `<|endoftext|>` (or any configured special
 token) is trained on and encoded as bytes and merges, so each row holds exactly one special id,
@@ -31,10 +31,11 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import SieveConfig
-from pipeline.fingerprint import files_fingerprint, matching_marker, shards_fingerprint, tokenizer_fingerprint
-from pipeline.shards import doc_hash, part_schema, shard_manifest, token_dtype, write_part
-from pipeline.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
-from pipeline.writers import flat_formats, write_tokens
+from pipeline.runtime import init_ray
+from pipeline.stages.fingerprint import files_fingerprint, matching_marker, shards_fingerprint, tokenizer_fingerprint
+from pipeline.tokens.shards import doc_hash, part_schema, shard_manifest, token_dtype, write_part
+from pipeline.tokens.tokenizer import Tokenizer, count_pretokens, train_bpe_from_counts
+from pipeline.tokens.writers import flat_formats, write_tokens
 
 REQUIRED_COLUMNS = ["doc_id", "url", "warc_file", "text"]
 ESTIMATE_SAMPLE_BYTES = 1 << 20
@@ -234,8 +235,6 @@ def run_tokenize(cfg: SieveConfig, out: str, curated_files: list[str], curated: 
     tokenizer_fp, shards_fp = tokenize_fingerprints(cfg, curated_files if curated is None else curated)
     if (stored := matching_marker(manifest_path, shards_fp, opts)) is not None:
         return stored
-    from pipeline.run import init_ray
-
     started = time.time()
     storage.remove_tree(tokens_dir, opts)  # shards of an older run must not mix with these
     ray = init_ray(cfg)

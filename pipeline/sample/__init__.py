@@ -1,8 +1,8 @@
-"""Build the embedded demo WARC from the synthetic pages in `pipeline/sample_pages/`.
+"""Build the embedded demo WARC from the synthetic pages in `pipeline/sample/pages/`.
 
     python -m pipeline.sample [--out PATH] [--force]
 
-`sample_pages/manifest.json` lists every page in WARC order: URL, file, HTTP status, content type,
+`pages/manifest.json` lists every page in WARC order: URL, file, HTTP status, content type,
 charset, how the body is encoded on the wire and what the page is meant to test. This module turns
 it into a WARC/1.1 file shaped like a Common Crawl segment: a `warcinfo` record, then `response`
 records (some preceded by a `request` and followed by a `metadata` record) and one `revisit`.
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PAGES_DIR = Path(__file__).resolve().parent / "sample_pages"
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
 MANIFEST = PAGES_DIR / "manifest.json"
 # Relative to the current directory (see the module docstring): the input path of configs/sample.yaml.
 DEFAULT_OUT = Path("pipeline") / "sample_data" / "sample.warc.gz"
@@ -69,7 +69,7 @@ class SamplePage(BaseModel):
 
     kind: PageKind = Field(description="What sort of page this is (counts in the test and README)")
     url: str = Field(description="WARC-Target-URI")
-    file: str | None = Field(None, description="Body, relative to sample_pages/; none for an empty body")
+    file: str | None = Field(None, description="Body, relative to pages/; none for an empty body")
     status: int = Field(200, ge=100, le=599, description="HTTP status code")
     content_type: str | None = Field("text/html", description="HTTP Content-Type without parameters")
     charset: str | None = Field(None, description="charset parameter of the HTTP Content-Type header")
@@ -100,7 +100,7 @@ class SamplePage(BaseModel):
 
 
 class SampleManifest(BaseModel):
-    """`sample_pages/manifest.json`."""
+    """`pages/manifest.json`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -319,7 +319,7 @@ def write_sample(out: Path = DEFAULT_OUT, manifest_path: Path = MANIFEST, *, for
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.sample",
-        description="Build the embedded demo WARC from pipeline/sample_pages/ (synthetic pages written "
+        description="Build the embedded demo WARC from pipeline/sample/pages/ (synthetic pages written "
                     "for Sieve; real runs take real WARCs). Skips the build when the output is newer "
                     "than the pages and this script.")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -336,6 +336,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'wrote' if written else 'up to date:'} {args.out} ({size_kb:.1f} KB)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -40,8 +40,8 @@ def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[s
     files and drops the copies by doc_id.
     """
     from pipeline import storage
-    from pipeline.annotate import REASON_FIELD, document_schema
-    from pipeline.fingerprint import decide_fingerprint
+    from pipeline.stages.annotate import REASON_FIELD, document_schema
+    from pipeline.stages.fingerprint import decide_fingerprint
 
     opts = cfg.input.storage_options
     filters = build_filters(cfg)

@@ -7,7 +7,7 @@ A reader yields, in input order, every item of the file as exactly one of
     Removed(reason)     an item that is not a document (a request record, a 404, no text field)
     ItemError(reason)   an item that could not be read (a damaged region, a line that is not JSON)
 
-so that the per-input task (`pipeline.annotate`) can keep its accounting: every input item ends
+so that the per-input task (`pipeline.stages.annotate`) can keep its accounting: every input item ends
 as kept, removed(reason) or error(reason), and the counts add up. Readers hold no Ray code and
 no stats; `record_type` and `content_type` on an item feed the stats' histograms. Inputs are
 streams (local, https, s3): a file is never loaded whole, Parquet is read a row group at a time.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Iterator
 
 from pipeline.config import ExtractSection, InputSection
-from pipeline.warc import InputError, Prefixed, RawRecord, ReadError, iter_records, open_input, open_remote
+from pipeline.inputs.warc import InputError, Prefixed, RawRecord, ReadError, iter_records, open_input, open_remote
 
 log = logging.getLogger("sieve.readers")
 

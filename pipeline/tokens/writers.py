@@ -4,7 +4,7 @@ Every writer is fed the encoded documents shard by shard, in shard order (`add_s
 returns its manifest entry from `close()`; it holds no Ray code (the stage runs one task per
 Parquet shard and one task for the flat formats, all from the same encoded parts).
 
-    parquet   tokens/shard-NNNNN.parquet: one row per document (`pipeline.shards`)
+    parquet   tokens/shard-NNNNN.parquet: one row per document (`pipeline.tokens.shards`)
     bin       tokens/train.bin, tokens/val.bin: every document's ids (each ending with the
               end-of-text id) back to back, a flat array of the manifest's dtype, in shard
               order; the last `val_docs()` documents in that order go to val.bin (not written
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.config import ShardsSection
-from pipeline.shards import shard_name, shard_table, token_dtype, write_shard_table
+from pipeline.tokens.shards import shard_name, shard_table, token_dtype, write_shard_table
 
 SPLITS = ("train", "val")
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
