@@ -136,10 +136,32 @@ class Document:
     signals: dict[str, Any] = field(default_factory=dict)
 
 
-class DocFilter:
-    """One block of the curation chain.
+@dataclass(frozen=True)
+class Chart:
+    """A histogram the run report draws for one signal column in [0, 1]: kept vs removed by
+    `reason` vs removed by another rule, with the threshold `threshold` (a decision parameter)."""
 
-    Subclasses set `name`, `Params` and implement `signal_schema`, `annotate` and `decide`.
+    column: str
+    title: str
+    threshold: str
+    reason: str
+
+
+_REGISTRY: dict[str, type["DocFilter"]] = {}
+
+
+def registered() -> dict[str, type["DocFilter"]]:
+    """Every filter class defined so far, by config name (see `filters.registry`, which first
+    imports every module of the package)."""
+    return dict(_REGISTRY)
+
+
+class DocFilter:
+    """One block of the curation chain: the class alone makes a filter.
+
+    A subclass sets `name` (its config key under `filters:`; defining the class registers it),
+    `Params`, `order`, `reasons` and `charts`, and implements `signal_schema` and `annotate`;
+    it implements `decide` unless it only computes signals for a later stage (MinHash).
     `annotate` may rewrite `doc.text` (PII masking does) and must add exactly the fields of
     `signal_schema()` to `doc.signals`. `decide` looks only at signals, so it also works on
     signals read back from Parquet. Models load lazily in `annotate`, never in `__init__`, so that
@@ -151,6 +173,28 @@ class DocFilter:
     # Bump when the code computing this filter's signals changes what it stores: stored signals of
     # another version are recomputed on rerun, never re-decided as if they were current.
     version: ClassVar[int] = 1
+    # Default run position, low first: cheap filters that remove many documents early (a removed
+    # document skips the later filters), text rewriters before the filters that should see their
+    # text, signals for global stages last (they describe the final text).
+    order: ClassVar[int] = 500
+    # The rules `decide` can name: it returns `f"{name}:{rule}"` for one of these.
+    reasons: ClassVar[tuple[str, ...]] = ()
+    charts: ClassVar[tuple[Chart, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return  # an abstract helper class
+        other = _REGISTRY.get(cls.name)
+        if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"filter name {cls.name!r}: defined by both {other.__module__}.{other.__qualname__} "
+                            f"and {cls.__module__}.{cls.__qualname__}")
+        if cls.decide is not DocFilter.decide and not cls.reasons:
+            raise TypeError(f"{cls.__qualname__}: a filter that decides declares its `reasons`")
+        for chart in cls.charts:
+            if chart.threshold not in cls.Params.model_fields or chart.reason not in cls.reasons:
+                raise TypeError(f"{cls.__qualname__}: chart {chart.column!r} names an unknown threshold or reason")
+        _REGISTRY[cls.name] = cls
 
     def __init__(self, params: FilterParams | Mapping[str, Any] | None = None) -> None:
         if params is None:
@@ -172,8 +216,20 @@ class DocFilter:
         raise NotImplementedError
 
     def decide(self, signals: Mapping[str, Any]) -> str | None:
-        """None to keep, else the removal reason, e.g. `"gopher:word_count"`."""
-        raise NotImplementedError
+        """None to keep, else the removal reason `f"{name}:{rule}"`, `rule` one of `reasons`
+        (e.g. `"gopher:word_count"`). By default it keeps every document: a filter that only
+        computes signals for a later stage needs no decision."""
+        return None
+
+    def has_signals(self, signals: Mapping[str, Any]) -> bool:
+        """Whether `signals` (a document's, maybe read back from Parquet) hold this filter's: a
+        document removed by an earlier filter skips the later ones unless `annotate.all_signals`,
+        and their columns are then all null."""
+        return any(signals.get(name) is not None for name in self._signal_names)
+
+    @functools.cached_property
+    def _signal_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.signal_schema())
 
     def provenance(self) -> dict[str, Any]:
         """What computed this filter's signals: name, version, signal parameters and the sha256 of
@@ -182,8 +238,3 @@ class DocFilter:
                  if (value := getattr(self.params, key)) is not None}
         return {"filter": self.name, "version": self.version, "params": self.params.signal_params(), "files": files}
 
-    def filter(self, doc: Document) -> tuple[bool, str | None]:
-        """Annotate then decide, datatrove style: `(keep, reason)`."""
-        self.annotate(doc)
-        reason = self.decide(doc.signals)
-        return reason is None, reason

@@ -124,6 +124,8 @@ class C4Filter(DocFilter):
     """C4 rules as `c4_*` signals; `decide` returns the first failing rule, "c4:<rule>"."""
 
     name: ClassVar[str] = "c4"
+    order: ClassVar[int] = 50
+    reasons: ClassVar[tuple[str, ...]] = ("lorem_ipsum", "curly_bracket", "badwords", "min_sentences")
 
     class Params(FilterParams):
         decisions = ("min_sentences", "filter_lorem_ipsum", "filter_curly_bracket", "max_badwords")

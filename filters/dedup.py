@@ -438,23 +438,24 @@ class MinHashFilter(DocFilter):
 
     name = "minhash"
     Params = MinHashParams
+    order = 90  # signals of the final text for the dedup stage; it removes nothing itself
+    signature_column = "minhash"
+    text_hash_column = "text_hash"
 
     def __init__(self, params: MinHashParams | Mapping[str, Any] | None = None) -> None:
         super().__init__(params)
         self._hasher: MinHasher | None = None
 
     def signal_schema(self) -> list[pa.Field]:
-        return [pa.field("minhash", pa.list_(pa.uint32(), self.params.num_perm)),
-                pa.field("text_hash", pa.uint64())]
+        return [pa.field(self.signature_column, pa.list_(pa.uint32(), self.params.num_perm)),
+                pa.field(self.text_hash_column, pa.uint64())]
 
     def annotate(self, doc: Document) -> None:
         if self._hasher is None:
             p = self.params
             self._hasher = MinHasher(p.num_perm, p.seed, p.ngram, p.scheme)
-        doc.signals["minhash"], doc.signals["text_hash"] = self._hasher.signature_and_text_hash(doc.text)
-
-    def decide(self, signals: Mapping[str, Any]) -> str | None:
-        return None
+        signature, digest = self._hasher.signature_and_text_hash(doc.text)
+        doc.signals[self.signature_column], doc.signals[self.text_hash_column] = signature, digest
 
 
 # ---------------------------------------------------------------- file-level APIs

@@ -37,6 +37,8 @@ class FineWebFilter(DocFilter):
     """FineWeb rules as `fineweb_*` signals; `decide` returns "fineweb:<rule>" of the first failure."""
 
     name: ClassVar[str] = "fineweb"
+    order: ClassVar[int] = 60
+    reasons: ClassVar[tuple[str, ...]] = ("empty", "line_punct", "dup_line_chars", "short_lines", "list_ratio")
 
     class Params(FilterParams):
         decisions = ("min_line_punct_frac", "max_dup_line_chars_frac", "max_short_lines_frac", "max_newline_word_ratio")

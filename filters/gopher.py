@@ -248,6 +248,9 @@ class GopherFilter(DocFilter):
     """
 
     name: ClassVar[str] = "gopher"
+    order: ClassVar[int] = 30
+    reasons: ClassVar[tuple[str, ...]] = ("word_count", "mean_word_length", "hash_ratio", "ellipsis_ratio",
+                                          "bullet_lines", "ellipsis_lines", "alpha_words", "stop_words")
 
     class Params(FilterParams):
         decisions = ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length",
@@ -320,6 +323,10 @@ class GopherRepetitionFilter(DocFilter):
     "gopher_repetition:<rule>"."""
 
     name: ClassVar[str] = "gopher_repetition"
+    order: ClassVar[int] = 40
+    reasons: ClassVar[tuple[str, ...]] = (
+        "dup_lines", "dup_paragraphs", "dup_line_chars", "dup_paragraph_chars",
+        *(f"top_{n}gram" for n in TOP_NGRAM_SIZES), *(f"dup_{n}gram" for n in DUP_NGRAM_SIZES))
 
     class Params(FilterParams):
         decisions = ("max_dup_lines_frac", "max_dup_paragraphs_frac", "max_dup_line_chars_frac",

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Mapping
 import pyarrow as pa
 from pydantic import Field
 
-from filters.base import DocFilter, Document, FilterParams
+from filters.base import Chart, DocFilter, Document, FilterParams
 from filters.classifier import Classifier, load_classifier
 from filters.models import ModelError
 
@@ -51,6 +51,9 @@ class LanguageFilter(DocFilter):
     """
 
     name: ClassVar[str] = "language"
+    order: ClassVar[int] = 10  # 0.1 ms/doc and removes every other language: first
+    reasons: ClassVar[tuple[str, ...]] = ("low_score", "not_allowed")
+    charts: ClassVar[tuple[Chart, ...]] = (Chart("language_score", "language ID probability", "min_score", "low_score"),)
 
     class Params(FilterParams):
         decisions = ("allowed", "min_score")

@@ -223,6 +223,8 @@ class PIIFilter(DocFilter):
     """
 
     name: ClassVar[str] = "pii"
+    order: ClassVar[int] = 20  # rewrites the text: before the filters that should see it masked
+    reasons: ClassVar[tuple[str, ...]] = ("max_pii",)
 
     class Params(FilterParams):
         decisions = ("max_pii",)

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from filters.base import DocFilter, Document, FilterParams, file_sha256
+from filters.base import Chart, DocFilter, Document, FilterParams, file_sha256
 from filters.classifier import load_classifier
 from filters.models import ModelError, resolve_model
 from filters.text import safe_ratio, text_stats
@@ -122,6 +122,9 @@ class QualityFilter(DocFilter):
 
     name = "quality"
     Params = QualityParams
+    order = 70  # a fastText model, 0.13 ms/doc: before toxicity's two (0.8 ms/doc)
+    reasons = ("low_score",)
+    charts = (Chart("quality_score", "quality classifier: P(high)", "min_score", "low_score"),)
 
     # 2: the score combines the text model with document statistics (sieve-quality.combiner.json).
     version = 2

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from filters.base import DocFilter, Document, FilterParams, file_sha256
+from filters.base import Chart, DocFilter, Document, FilterParams, file_sha256
 from filters.classifier import load_classifier
 from filters.models import ModelError
 
@@ -61,6 +61,10 @@ class ToxicityFilter(DocFilter):
 
     name = "toxicity"
     Params = ToxicityParams
+    order = 80  # the most expensive filter (two fastText models, 0.8 ms/doc): last that decides
+    reasons = ("nsfw", "hate")
+    charts = (Chart("nsfw_score", "NSFW classifier: P(nsfw)", "max_nsfw", "nsfw"),
+              Chart("hate_score", "hate-speech classifier: P(toxic)", "max_hate", "hate"))
     # 2: models that declare deobfuscate-v1 read the text through it (filters/deobfuscate.py).
     version = 2
 

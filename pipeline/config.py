@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from filters import FILTERS, FilterParams, filter_class
+from filters import FilterParams, registry
 
 
 class ConfigError(ValueError):
@@ -72,6 +72,18 @@ class ExtractSection(Section):
         default_factory=lambda: ["text/html", "application/xhtml+xml"],
         description="HTTP content types treated as HTML",
     )
+
+
+class AnnotateSection(Section):
+    """How the filters run on each document."""
+
+    all_signals: bool = Field(False, description="Compute every filter's signals for every document. Off: a "
+                              "document removed by a filter skips the later ones (their signals are null in "
+                              "rejected/), which is faster, but a refilter that loosens a threshold cannot "
+                              "decide the documents that would now reach a filter they skipped")
+    order: list[str] | None = Field(None, description="The filters' run order (every configured filter once; "
+                                    "the first failing one names the reason). None: each filter's declared "
+                                    "order, cheap ones first")
 
 
 class NearDedupSection(Section):
@@ -195,6 +207,8 @@ class SieveConfig(Section):
     run: RunSection = Field(default_factory=RunSection)
     input: InputSection
     extract: ExtractSection = Field(default_factory=ExtractSection)
+    annotate: AnnotateSection = Field(default_factory=AnnotateSection)
+    # Validated by each registered filter class's Params; in run order (see `_run_order`).
     # SerializeAsAny: dump each filter's own parameters, not just the base class's `enabled`.
     filters: dict[str, SerializeAsAny[FilterParams]] = Field(default_factory=dict)
     dedup: DedupSection = Field(default_factory=DedupSection)
@@ -209,18 +223,39 @@ class SieveConfig(Section):
             return {}
         if not isinstance(raw, dict):
             raise ValueError("filters must be a mapping of filter name -> parameters")
+        classes = registry()
         out: dict[str, FilterParams] = {}
         for name, params in raw.items():
-            if name not in FILTERS:
-                raise ValueError(f"unknown filter {name!r}{_suggest(name, FILTERS)}")
+            if name not in classes:
+                raise ValueError(f"unknown filter {name!r}{_suggest(name, classes)}")
             if isinstance(params, FilterParams):
                 out[name] = params
                 continue
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(f"filters.{name}: expected a mapping of parameters, got {params!r}")
             try:
-                out[name] = filter_class(name).Params(**(params or {}))
+                out[name] = classes[name].Params(**(params or {}))
             except ValidationError as exc:
-                raise ValueError(f"filters.{name}: " + _format_errors(exc, filter_class(name).Params)) from None
+                raise ValueError(f"filters.{name}: " + _format_errors(exc, classes[name].Params)) from None
         return out
+
+    @model_validator(mode="after")
+    def _run_order(self) -> "SieveConfig":
+        """Put `filters` in run order: `annotate.order` when given, else each class's `order`."""
+        order = self.annotate.order
+        if order is None:
+            ranks = {name: i for i, name in enumerate(registry())}
+            order = sorted(self.filters, key=ranks.__getitem__)
+        else:
+            unknown = [n for n in order if n not in self.filters]
+            missing = [n for n in self.filters if n not in order]
+            if unknown or missing or len(set(order)) != len(order):
+                raise ValueError(f"annotate.order must name every configured filter once: {order} "
+                                 f"(configured: {list(self.filters)})")
+        if list(self.filters) != order:
+            # object.__setattr__: validate_assignment would rerun this validator.
+            object.__setattr__(self, "filters", {name: self.filters[name] for name in order})
+        return self
 
     def hash(self) -> str:
         """sha256 of what the outputs depend on (not CPU counts, addresses or progress bars)."""

@@ -12,7 +12,10 @@ tokenizer is loaded (same tokens, comparable counts).
 A key that cannot take effect is refused with the reason, never ignored: inputs and extraction
 (refilter reads no input), a filter's signal parameters or model (its stored signals were computed
 otherwise: rerun the pipeline, which recomputes them), a filter OUT did not run. Loosening a
-threshold brings documents back only if OUT kept its rejected documents (output.keep_rejected).
+threshold brings documents back only if OUT kept its rejected documents (output.keep_rejected),
+and, when it lets a document reach a filter that OUT skipped for it (OUT ran without
+`annotate.all_signals`, so a removed document has no signals of the later filters), is refused
+with the document and the filter named: rerun with `annotate.all_signals: true` for that.
 """
 from __future__ import annotations
 
@@ -23,20 +26,22 @@ from typing import Any
 
 import yaml
 
-from filters import FILTERS
+from filters import registry
 from filters.gopher import split_combined_params
 from pipeline import storage
 from pipeline.config import ConfigError, SieveConfig, apply_override, parse_config
 from pipeline.report.logs import driver_log
 from pipeline.run import finish_run, prepare_output, print_summary
 from pipeline.runtime import check_output_reachable, run_input_tasks
-from pipeline.stages.decide import build_filters, redecide_input
+from pipeline.stages.decide import MissingSignals, build_filters, redecide_input
 from pipeline.stages.fingerprint import provenance
 
 # Override keys refilter can never apply, and why.
 FIXED_SECTIONS = {
     "input": "refilter reads the stored documents of {source}, not the inputs",
     "extract": "extraction happened in {source}; rerun the pipeline to extract again",
+    "annotate": "the signals were computed in {source}; rerun the pipeline to compute them otherwise "
+                "(annotate.all_signals: true gives every document every signal, for refilters that loosen)",
 }
 IO_KEYS = ("input.storage_options", "input.retries", "input.retry_backoff_s", "input.timeout_s")
 
@@ -48,7 +53,7 @@ class RefilterError(RuntimeError):
 def _qualify(assignment: str) -> str:
     """`quality.min_score=0.6` -> `filters.quality.min_score=0.6` (filter names are a shorthand)."""
     key = assignment.split("=", 1)[0]
-    return f"filters.{assignment}" if key.split(".", 1)[0] in FILTERS else assignment
+    return f"filters.{assignment}" if key.split(".", 1)[0] in registry() else assignment
 
 
 def refilter_config(source: str, overrides: list[str], out: str,
@@ -58,6 +63,8 @@ def refilter_config(source: str, overrides: list[str], out: str,
     raw_old = stored["config"]
     if isinstance(raw_old.get("filters"), dict):  # a run from before Gopher's repetition rules had their own filter
         raw_old = {**raw_old, "filters": split_combined_params(raw_old["filters"])}
+        if "annotate" not in raw_old:  # a run from before early exit: config order, every signal computed
+            raw_old["annotate"] = {"order": list(raw_old["filters"]), "all_signals": True}
     old = parse_config(raw_old, f"{source}/config.json")
     raw = old.dump()
     overrides = [_qualify(a) for a in overrides]
@@ -112,6 +119,15 @@ def _check_signals_unchanged(old: SieveConfig, new: SieveConfig, source: str) ->
                                 "(into that output it recomputes the signals and reuses what they do not change)")
 
 
+def redecide_or_refuse(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
+    """Refilter's task: `redecide_input`, or `{"refused": why}` (nothing written) when a document
+    would reach a filter whose signals `source` never computed for it."""
+    try:
+        return redecide_input(source, stem, cfg, out)
+    except MissingSignals as exc:
+        return {"refused": str(exc), "input": source, "stem": stem, "records": 0, "kept": 0}
+
+
 def refilter(source: str, overrides: list[str], out: str,
              storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.time()
@@ -129,8 +145,12 @@ def refilter(source: str, overrides: list[str], out: str,
     prepare_output(cfg, [s["stem"] for s in stored])
     with driver_log(cfg):
         t0 = time.time()
-        jobs = [(s["input"], redecide_input, source, s["stem"]) for s in stored]
+        jobs = [(s["input"], redecide_or_refuse, source, s["stem"]) for s in stored]
         results = run_input_tasks(cfg, jobs, "refilter")
+        refused = [r["refused"] for r in results.values() if "refused" in r]
+        if refused:
+            raise RefilterError(f"{refused[0]} ({len(refused)} of {len(stored)} input(s) refused; {out} is "
+                                "incomplete)")
         file_stats = [results[s["input"]] for s in stored]
         work = {"decide_tasks_run": len(jobs), "annotate_tasks_run": 0}
         return finish_run(cfg, len(stored), file_stats, {"refilter": time.time() - t0}, started, work)

@@ -219,9 +219,10 @@ def plan_inputs(cfg: SieveConfig, inputs: list[str], stems: dict[str, str]
 
     An input is reused when its completion marker `stats/<stem>.json` (written last by its task)
     has status "ok", its documents file exists and its signals fingerprint equals the current one
-    (same input file, extraction and filter provenance): then it is re-decided only if the
-    thresholds changed, or annotated again if the rejected documents needed for that were not
-    kept. A "failed" input (could not be opened or read to the end) is redone: the cause may
+    (same input file, extraction, filter provenance and `annotate.all_signals`): then it is
+    re-decided only if the thresholds changed, or annotated again if the rejected documents
+    needed for that were not kept, or if some document would now reach a filter it skipped
+    (`redecide_or_annotate`). A "failed" input (could not be opened or read to the end) is redone: the cause may
     have been transient.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -268,11 +269,10 @@ def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, An
             "annotate_inputs_reused": len(results)}
     if annotate or redecide:
         from pipeline.stages.annotate import process_warc
-        from pipeline.stages.decide import redecide_input
+        from pipeline.stages.decide import redecide_or_annotate
 
-        out = cfg.output.path
         jobs = [(path, process_warc, path, stems[path]) for path in annotate]
-        jobs += [(path, redecide_input, out, stems[path]) for path in redecide]
+        jobs += [(path, redecide_or_annotate, path, stems[path]) for path in redecide]
         results.update(run_input_tasks(cfg, jobs, "annotate"))
     return [results[p] for p in inputs], work
 

@@ -31,11 +31,24 @@ def test_filter_parameters_are_dumped_and_hashed():
     assert parse_config(a.dump()).filters["quality"].min_score == 0.3  # round trip (config.json)
 
 
-def test_filter_order_is_part_of_the_hash():
+def test_filter_order_is_declared_by_the_classes_unless_the_config_orders_them():
     a = parse_config({**MINIMAL, "filters": {"gopher": {}, "fineweb": {}}})
     b = parse_config({**MINIMAL, "filters": {"fineweb": {}, "gopher": {}}})
-    assert list(b.filters) == ["fineweb", "gopher"]
-    assert a.hash() != b.hash()
+    assert list(a.filters) == list(b.filters) == ["gopher", "fineweb"]  # GopherFilter.order < FineWebFilter.order
+    assert a.hash() == b.hash()
+    c = parse_config({**MINIMAL, "filters": {"gopher": {}, "fineweb": {}}, "annotate": {"order": ["fineweb", "gopher"]}})
+    assert list(c.filters) == ["fineweb", "gopher"]
+    assert a.hash() != c.hash()
+    assert list(parse_config(c.dump()).filters) == ["fineweb", "gopher"]  # round trip (config.json)
+    with pytest.raises(ConfigError, match="annotate.order"):
+        parse_config({**MINIMAL, "filters": {"gopher": {}, "fineweb": {}}, "annotate": {"order": ["gopher"]}})
+
+
+def test_unknown_filter_and_filter_key_are_refused_with_the_key():
+    with pytest.raises(ConfigError, match="unknown filter 'qualty'.*'quality'"):
+        parse_config({**MINIMAL, "filters": {"qualty": {}}})
+    with pytest.raises(ConfigError, match="filters.quality: unknown key 'min_scor'.*'min_score'"):
+        parse_config({**MINIMAL, "filters": {"quality": {"min_scor": 0.5}}})
 
 
 def test_unknown_key_names_path_and_suggests():

@@ -10,6 +10,7 @@ import pytest
 
 from filters import Document, filter_class
 from filters.language import LanguageFilter, _load_model, identify_language
+from tests.filtering import verdict
 
 # Tatoeba's CLD2 codes that lid.176 spells differently, and languages lid.176 does not know.
 CLD2_TO_LID = {"iw": "he", "jw": "jv", "zh-Hant": "zh"}
@@ -170,9 +171,9 @@ def test_language_filter_decisions() -> None:
 
 def test_language_filter_end_to_end_and_registry() -> None:
     filt = filter_class("language")({"allowed": ["en", "fr"]})
-    keep, reason = filt.filter(Document(doc_id="1", text="Bonjour à tous, la réunion commence à midi."))
+    keep, reason = verdict(filt, Document(doc_id="1", text="Bonjour à tous, la réunion commence à midi."))
     assert keep and reason is None
-    keep, reason = filt.filter(Document(doc_id="2", text="Buenos días, la reunión empieza a mediodía."))
+    keep, reason = verdict(filt, Document(doc_id="2", text="Buenos días, la reunión empieza a mediodía."))
     assert not keep and reason == "language:not_allowed"
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from filters import Document, filter_class
 from filters.pii import (EMAIL_PLACEHOLDER, IP_PLACEHOLDER, PHONE_PLACEHOLDER, PIIFilter,
                          mask_emails, mask_ips, mask_phone_numbers)
+from tests.filtering import verdict
 
 PHONES = [
     "(283)-182-3829", "(283) 182-3829", "283-182-3829", "283.182.3829", "283 182 3829",
@@ -140,8 +141,8 @@ def test_pii_filter_toggles_and_decide() -> None:
     assert "283-182-3829" in doc.text
     filt = filter_class("pii")({"max_pii": 2})
     assert [f.name for f in filt.signal_schema()] == ["pii_emails", "pii_phones", "pii_ips"]
-    assert filt.filter(Document(doc_id="2", text=text)) == (False, "pii:max_pii")
-    assert PIIFilter().filter(Document(doc_id="3", text=text)) == (True, None)
+    assert verdict(filt, Document(doc_id="2", text=text)) == (False, "pii:max_pii")
+    assert verdict(PIIFilter(), Document(doc_id="3", text=text)) == (True, None)
     with pytest.raises(ValueError):
         PIIFilter({"max_pii": -1})
 

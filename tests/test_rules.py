@@ -28,6 +28,7 @@ from filters.gopher import (
     split_combined_params,
 )
 from filters.text import TextStats, text_stats
+from tests.filtering import verdict
 
 PROSE = (
     "The river flows through the old town and past the mill, where the miller used to work with "
@@ -204,7 +205,7 @@ def _wikitext_articles(shared_data: Path) -> list[str]:
 def test_gopher_passes_wikipedia_articles(shared_data: Path) -> None:
     articles = _wikitext_articles(shared_data)
     assert len(articles) >= 50
-    results = Counter(GopherFilter().filter(Document(doc_id=str(i), text=a))[1]
+    results = Counter(verdict(GopherFilter(), Document(doc_id=str(i), text=a))[1]
                       for i, a in enumerate(articles))
     assert results[None] / len(articles) >= 0.9, results
 
@@ -249,7 +250,7 @@ REPETITION_JUNK = {
 @pytest.mark.parametrize("rule", QUALITY_JUNK)
 def test_gopher_quality_rejects_junk_with_the_right_reason(rule: str) -> None:
     for filt in (GopherFilter(), GopherFilter(PAPER_QUALITY)):
-        keep, reason = filt.filter(Document(doc_id=rule, text=QUALITY_JUNK[rule]))
+        keep, reason = verdict(filt, Document(doc_id=rule, text=QUALITY_JUNK[rule]))
         assert not keep and reason == f"gopher:{rule}"
     assert gopher_quality_filter(QUALITY_JUNK[rule]) is False
 
@@ -257,15 +258,15 @@ def test_gopher_quality_rejects_junk_with_the_right_reason(rule: str) -> None:
 @pytest.mark.parametrize("rule", PAPER_JUNK)
 def test_gopher_paper_rules_only_when_configured(rule: str) -> None:
     text = PAPER_JUNK[rule]
-    assert GopherFilter(PAPER_QUALITY).filter(Document(doc_id=rule, text=text)) == (False, f"gopher:{rule}")
-    assert GopherFilter().filter(Document(doc_id=rule, text=text)) == (True, None)
+    assert verdict(GopherFilter(PAPER_QUALITY), Document(doc_id=rule, text=text)) == (False, f"gopher:{rule}")
+    assert verdict(GopherFilter(), Document(doc_id=rule, text=text)) == (True, None)
     assert gopher_quality_filter(text) is True
 
 
 @pytest.mark.parametrize("rule", REPETITION_JUNK)
 def test_gopher_repetition_rejects_junk_with_the_right_reason(rule: str) -> None:
     text = REPETITION_JUNK[rule]
-    keep, reason = GopherRepetitionFilter().filter(Document(doc_id=rule, text=text))
+    keep, reason = verdict(GopherRepetitionFilter(), Document(doc_id=rule, text=text))
     assert not keep and reason == f"gopher_repetition:{rule}"
     assert gopher_repetition_filter(text) is False
     assert gopher_quality_filter(text) is True  # repetition is not a quality rule
@@ -274,7 +275,7 @@ def test_gopher_repetition_rejects_junk_with_the_right_reason(rule: str) -> None
 def test_gopher_dup_ngrams_reason() -> None:
     sentence = "The council has agreed to fund a new library in the centre of the town. "
     text = PROSE.replace("\n\n", " ") + " " + sentence * 4
-    keep, reason = GopherRepetitionFilter().filter(Document(doc_id="d", text=text))
+    keep, reason = verdict(GopherRepetitionFilter(), Document(doc_id="d", text=text))
     assert not keep and reason.startswith("gopher_repetition:dup_")
     assert gopher_quality_filter(text) is True
 
@@ -290,7 +291,7 @@ def test_gopher_filters_on_prose() -> None:
 
 def test_gopher_thresholds_are_params() -> None:
     relaxed = GopherFilter({"min_words": 1})
-    assert relaxed.filter(Document(doc_id="s", text=QUALITY_JUNK["word_count"])) == (True, None)
+    assert verdict(relaxed, Document(doc_id="s", text=QUALITY_JUNK["word_count"])) == (True, None)
     with pytest.raises(ValueError, match="n-gram sizes"):
         GopherRepetitionFilter({"max_dup_ngram_chars_frac": {4: 0.2}})
     with pytest.raises(ValueError, match="filters.gopher_repetition"):
@@ -634,11 +635,11 @@ def test_c4_signals_and_line_rules() -> None:
 def test_c4_page_level_rules() -> None:
     filt = C4Filter()
     lorem = C4_PAGE + "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n"
-    assert filt.filter(Document(doc_id="l", text=lorem)) == (False, "c4:lorem_ipsum")
+    assert verdict(filt, Document(doc_id="l", text=lorem)) == (False, "c4:lorem_ipsum")
     code = C4_PAGE + "function f() { return the value of x; }.\n"
-    assert filt.filter(Document(doc_id="c", text=code)) == (False, "c4:curly_bracket")
+    assert verdict(filt, Document(doc_id="c", text=code)) == (False, "c4:curly_bracket")
     short = "One sentence only. And a second one here."
-    assert filt.filter(Document(doc_id="s", text=short)) == (False, "c4:min_sentences")
+    assert verdict(filt, Document(doc_id="s", text=short)) == (False, "c4:min_sentences")
     assert C4Filter({"filter_curly_bracket": False}).decide(
         {**c4_signals(code)[0]}) is None
 
@@ -661,10 +662,10 @@ def test_c4_badwords_from_the_ldnoobw_list(shared_data: Path) -> None:
     assert matcher.count(f"Text that says {phrase}, twice: {phrase}.") == 2
     assert matcher.count(f"pre{single}post is not a whole word") == 0
     filt = C4Filter({"badwords_path": path})
-    assert filt.filter(Document(doc_id="b", text=C4_PAGE + f"A line with {single} in it.\n")) == (
+    assert verdict(filt, Document(doc_id="b", text=C4_PAGE + f"A line with {single} in it.\n")) == (
         False, "c4:badwords")
-    assert filt.filter(Document(doc_id="ok", text=C4_PAGE)) == (True, None)
-    assert C4Filter({"badwords_path": path, "max_badwords": 1}).filter(
+    assert verdict(filt, Document(doc_id="ok", text=C4_PAGE)) == (True, None)
+    assert verdict(C4Filter({"badwords_path": path, "max_badwords": 1}), 
         Document(doc_id="b1", text=C4_PAGE + f"A line with {single} in it.\n")) == (True, None)
 
 
@@ -673,16 +674,16 @@ def test_c4_badwords_from_the_ldnoobw_list(shared_data: Path) -> None:
 
 def test_fineweb_rules() -> None:
     filt = FineWebFilter()
-    assert filt.filter(Document(doc_id="p", text=PROSE)) == (True, None)
+    assert verdict(filt, Document(doc_id="p", text=PROSE)) == (True, None)
     menu = "\n".join(f"Menu entry {i}" for i in range(30)) + "\n" + PROSE
-    assert filt.filter(Document(doc_id="m", text=menu)) == (False, "fineweb:line_punct")
+    assert verdict(filt, Document(doc_id="m", text=menu)) == (False, "fineweb:line_punct")
     short = "\n".join(f"Item {i}." for i in range(30)) + "\n" + PROSE
-    assert filt.filter(Document(doc_id="s", text=short)) == (False, "fineweb:short_lines")
+    assert verdict(filt, Document(doc_id="s", text=short)) == (False, "fineweb:short_lines")
     repeated = "\n".join(["This line is repeated on every page of the site."] * 10 + [PROSE])
-    assert filt.filter(Document(doc_id="d", text=repeated)) == (False, "fineweb:dup_line_chars")
-    assert filt.filter(Document(doc_id="e", text=" \n ")) == (False, "fineweb:empty")
+    assert verdict(filt, Document(doc_id="d", text=repeated)) == (False, "fineweb:dup_line_chars")
+    assert verdict(filt, Document(doc_id="e", text=" \n ")) == (False, "fineweb:empty")
     listing = "\n".join(f"Entry {i}." for i in range(40))
-    assert FineWebFilter({"max_newline_word_ratio": 0.3, "max_short_lines_frac": 1.0}).filter(
+    assert verdict(FineWebFilter({"max_newline_word_ratio": 0.3, "max_short_lines_frac": 1.0}), 
         Document(doc_id="l", text=listing)) == (False, "fineweb:list_ratio")
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filters import filter_class
 from pipeline import storage
 from pipeline.config import SieveConfig
 
@@ -46,19 +47,18 @@ BLUE, ORANGE, PURPLE, GREEN, GREY = "#3b6fd4", "#e0803c", "#7a55d6", "#2f9e6e", 
 
 @dataclass(frozen=True)
 class ScoreChart:
+    """One filter class's `Chart` with the configured threshold and the full removal reason."""
+
     column: str
     title: str
-    filter_name: str
-    threshold_param: str
-    reason: str  # the removal reason this score's threshold gives
+    threshold: Any
+    reason: str
 
 
-SCORES = (
-    ScoreChart("quality_score", "quality classifier: P(high)", "quality", "min_score", "quality:low_score"),
-    ScoreChart("nsfw_score", "NSFW classifier: P(nsfw)", "toxicity", "max_nsfw", "toxicity:nsfw"),
-    ScoreChart("hate_score", "hate-speech classifier: P(toxic)", "toxicity", "max_hate", "toxicity:hate"),
-    ScoreChart("language_score", "language ID probability", "language", "min_score", "language:low_score"),
-)
+def score_charts(cfg: SieveConfig) -> list[ScoreChart]:
+    """The histograms the configured filters declare (`DocFilter.charts`), in run order."""
+    return [ScoreChart(chart.column, chart.title, getattr(params, chart.threshold), f"{name}:{chart.reason}")
+            for name, params in cfg.filters.items() if params.enabled for chart in filter_class(name).charts]
 
 _CSS = """
 :root{--ink:#1d2330;--muted:#5d6778;--line:#e1e5ec;--soft:#f5f7fa;--blue:#3b6fd4}
@@ -553,24 +553,27 @@ class Report:
                 f'<p class="note">Documents that reached the filters, by identified language ({_esc(note)}).</p>')
 
     def scores(self) -> str:
-        columns = [s.column for s in SCORES]
+        scores = score_charts(self.cfg)
+        columns = [s.column for s in scores]
         kept, removed = self.sample.numbers("documents", columns), self.sample.numbers("rejected", columns)
         charts = []
-        for score in SCORES:
+        for score in scores:
             a, b = kept[score.column], removed[score.column]
             by_rule = removed["reason"] == score.reason
             if np.isnan(a).all() and np.isnan(b).all():
                 continue
-            threshold = getattr(self.cfg.filters.get(score.filter_name), score.threshold_param, None)
             charts.append(self.charts.histogram(a[~np.isnan(a)], b[by_rule & ~np.isnan(b)],
-                                                b[~by_rule & ~np.isnan(b)], score.title, score.reason, threshold))
+                                                b[~by_rule & ~np.isnan(b)], score.title, score.reason, score.threshold))
         if not charts:
-            return '<h2 id="scores">Scores</h2><p>No classifier scores in this run (quality, toxicity and ' \
-                   'language filters were not configured).</p>'
+            return '<h2 id="scores">Scores</h2><p>No scores in this run (no configured filter declares a ' \
+                   'chart: quality, toxicity and language do).</p>'
+        skipped = ("Every filter scores every document (annotate.all_signals), so documents removed by another "
+                   "rule (grey) have scores too" if self.cfg.annotate.all_signals else
+                   "A document removed by a filter skips the later ones (annotate.all_signals is off), so grey "
+                   "counts only documents removed by another rule after this score was computed")
         return ('<h2 id="scores">Scores: kept vs removed</h2><div class="charts">' + "".join(charts) + "</div>"
                 f'<p class="note">Sample of up to {SCORE_ROWS_PER_FILE:,} documents per file from documents/ '
-                f"(kept by the filters) and rejected/. Every filter scores every document, so documents removed by "
-                f"another rule (grey) have scores too; dashed line: the configured threshold.</p>")
+                f"(kept by the filters) and rejected/. {skipped}; dashed line: the configured threshold.</p>")
 
     def deduplication(self) -> str:
         d = self.dedup

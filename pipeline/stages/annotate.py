@@ -53,16 +53,21 @@ BATCH_CHARS = 8_000_000
 
 
 PROVENANCE_KEY = b"sieve.signals"  # Parquet metadata: what computed each group of signals
+ALL_SIGNALS_KEY = b"sieve.all_signals"  # Parquet metadata: "false" when removed documents skipped later filters
 
 
-def document_schema(filters: list[DocFilter], *, rejected: bool = False) -> pa.Schema:
-    """Base fields + every filter's signals (+ reason); the metadata names what computed them."""
+def document_schema(filters: list[DocFilter], *, rejected: bool = False, all_signals: bool = True) -> pa.Schema:
+    """Base fields + every filter's signals (+ reason); the metadata names what computed them and
+    whether every document has every signal (`annotate.all_signals`)."""
     fields = list(BASE_FIELDS)
     for doc_filter in filters:
         fields.extend(doc_filter.signal_schema())
     if rejected:
         fields.append(REASON_FIELD)
-    return pa.schema(fields, metadata={PROVENANCE_KEY: json.dumps(provenance(filters)).encode()})
+    metadata = {PROVENANCE_KEY: json.dumps(provenance(filters)).encode()}
+    if not all_signals:
+        metadata[ALL_SIGNALS_KEY] = b"false"
+    return pa.schema(fields, metadata=metadata)
 
 
 def stored_provenance(schema: pa.Schema) -> list[dict[str, Any]] | None:
@@ -117,12 +122,14 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     filters = build_filters(cfg)
     opts = cfg.input.storage_options
     identity = input_identity(input_path, opts, cfg.input.timeout_s)
+    all_signals = cfg.annotate.all_signals
     kept_writer = storage.ParquetStreamWriter(
-        storage.join(out, "documents", f"{stem}.parquet"), document_schema(filters), opts)
+        storage.join(out, "documents", f"{stem}.parquet"), document_schema(filters, all_signals=all_signals), opts)
     rejected_writer = None
     if cfg.output.keep_rejected:
-        rejected_writer = storage.ParquetStreamWriter(
-            storage.join(out, "rejected", f"{stem}.parquet"), document_schema(filters, rejected=True), opts)
+        rejected_writer = storage.ParquetStreamWriter(storage.join(out, "rejected", f"{stem}.parquet"),
+                                                      document_schema(filters, rejected=True, all_signals=all_signals),
+                                                      opts)
     kept, rejected = _Batch(kept_writer), _Batch(rejected_writer)
     try:
         _annotate_records(input_path, stem, cfg, filters, stats, kept, rejected)
@@ -147,7 +154,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
     filter_provenance = provenance(filters)
     signals = signals_fingerprint(cfg, filter_provenance, identity)
     result.update(config_hash=cfg.hash(), input_identity=identity, provenance=filter_provenance,
-                  keep_rejected=cfg.output.keep_rejected,
+                  keep_rejected=cfg.output.keep_rejected, all_signals=all_signals,
                   fingerprints={"signals": signals, "decide": decide_fingerprint(cfg, filters, signals)})
     if stats.error_log:
         storage.atomic_write_bytes(storage.join(out, "logs", f"{stem}.jsonl"), stats.error_log_lines(), opts)
@@ -157,7 +164,7 @@ def process_warc(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict
 
 def _annotate_records(input_path: str, stem: str, cfg: SieveConfig, filters: list[DocFilter], stats: FileStats,
                       kept: _Batch, rejected: _Batch) -> None:
-    batch = _PendingDocs(input_path, stem, filters, stats, kept, rejected)
+    batch = _PendingDocs(input_path, stem, filters, cfg.annotate.all_signals, stats, kept, rejected)
     try:
         _read_records(input_path, cfg, stats, batch)
     finally:  # the documents extracted before an input error are still annotated and written
@@ -221,11 +228,17 @@ class _Pending:
 
 class _PendingDocs:
     """Extracted documents of one input, annotated filter by filter once the batch is full, then
-    decided and written in input order."""
+    written in input order.
 
-    def __init__(self, input_path: str, stem: str, filters: list[DocFilter], stats: FileStats,
+    Early exit (unless `all_signals`): each filter decides right after annotating, and a document
+    it removes skips the later filters (their signals stay null). The first failing filter names
+    the reason either way, as `decide` gives it over all the signals.
+    """
+
+    def __init__(self, input_path: str, stem: str, filters: list[DocFilter], all_signals: bool, stats: FileStats,
                  kept: _Batch, rejected: _Batch) -> None:
         self.input_path, self.stem, self.filters, self.stats = input_path, stem, filters, stats
+        self.all_signals = all_signals
         self.kept, self.rejected = kept, rejected
         self.pending: list[_Pending] = []
         self.chars = 0
@@ -242,14 +255,18 @@ class _PendingDocs:
         docs = [Document(doc_id=make_doc_id(self.stem, p.record_id, p.offset), text=p.text, url=p.url) for p in items]
         self.stats.documents += len(docs)
         failed = [False] * len(docs)
+        reasons: list[str | None] = [None] * len(docs)
         with batch_caches():
             for doc_filter in self.filters:
                 for i, doc in enumerate(docs):
-                    if not failed[i]:
-                        failed[i] = self._annotate_one(doc_filter, doc, items[i])
-        for item, doc, bad in zip(items, docs, failed):
+                    if failed[i] or reasons[i] is not None:
+                        continue
+                    failed[i] = self._annotate_one(doc_filter, doc, items[i])
+                    if not failed[i] and not self.all_signals:
+                        reasons[i] = doc_filter.decide(doc.signals)
+        for item, doc, bad, reason in zip(items, docs, failed, reasons):
             if not bad:
-                self._decide_and_write(item, doc)
+                self._write(item, doc, decide(self.filters, doc.signals) if self.all_signals else reason)
 
     def _annotate_one(self, doc_filter: DocFilter, doc: Document, item: _Pending) -> bool:
         """Run one filter on one document; True when it failed (counted as that filter's error)."""
@@ -264,8 +281,7 @@ class _PendingDocs:
                         extra={"offset": item.offset, "record_id": item.record_id, "reason": reason})
             return True
 
-    def _decide_and_write(self, item: _Pending, doc: Document) -> None:
-        reason = decide(self.filters, doc.signals)
+    def _write(self, item: _Pending, doc: Document, reason: str | None) -> None:
         row = {
             "doc_id": doc.doc_id, "url": doc.url, "warc_file": self.input_path, "warc_record_id": item.record_id,
             "warc_date": item.warc_date, "content_type": item.content_type, "text": doc.text,

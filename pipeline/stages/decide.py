@@ -2,31 +2,60 @@
 
 Shared by the annotate task (deciding right after computing) and `pipeline.refilter`
 (re-deciding stored signals with new thresholds, without running any model).
+
+Unless `annotate.all_signals`, a removed document skipped the filters after the one that removed
+it, so its stored signals are partial: re-deciding it is exact as long as it fails no later than
+before; one that a looser threshold lets through to a filter it skipped cannot be decided
+(`MissingSignals`), and is never decided as if that filter had passed it.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters import FILTERS, DocFilter, filter_class
+from filters import DocFilter, filter_class, registry
 from pipeline.config import SieveConfig
+
+log = logging.getLogger("sieve.decide")
+
+
+class MissingSignals(ValueError):
+    """A document reaches a filter whose signals were never computed for it (skipped after an
+    earlier removal, `annotate.all_signals: false`); the message names the input and filter."""
 
 
 def build_filters(cfg: SieveConfig) -> list[DocFilter]:
-    """The enabled filters, in config order (models load lazily, so this is cheap)."""
+    """The enabled filters, in run order (models load lazily, so this is cheap)."""
     return [filter_class(name)(params) for name, params in cfg.filters.items() if params.enabled]
 
 
 def decide(filters: list[DocFilter], signals: Mapping[str, Any]) -> str | None:
-    """None to keep the document, else the first failing filter's reason."""
+    """None to keep the document, else the first failing filter's reason (in run order).
+    Raises MissingSignals when it reaches a filter whose signals `signals` lack."""
     for doc_filter in filters:
+        if not doc_filter.has_signals(signals):
+            raise MissingSignals(doc_filter.name)
         reason = doc_filter.decide(signals)
         if reason is not None:
             return reason
     return None
+
+
+def redecide_or_annotate(input_path: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
+    """The resume path's decide task: re-decide `out`'s stored signals of one input in place, or,
+    when some document would now reach a filter it skipped (`MissingSignals`), annotate the
+    input again: never decide on signals that were not computed."""
+    try:
+        return redecide_input(out, stem, cfg, out)
+    except MissingSignals as exc:
+        from pipeline.stages.annotate import process_warc
+
+        log.warning("%s: annotating again instead of re-deciding: %s", input_path, exc)
+        return process_warc(input_path, stem, cfg, out)
 
 
 def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
@@ -49,9 +78,9 @@ def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[s
     paths = {sub: storage.join(source, sub, f"{stem}.parquet") for sub in ("documents", "rejected")}
     parts = [storage.read_parquet(path, storage_options=opts) for path in paths.values() if storage.exists(path, opts)]
     parts = [t.drop_columns([REASON_FIELD.name]) if REASON_FIELD.name in t.column_names else t for t in parts]
-    filter_prefixes = tuple(f"{name}:" for name in FILTERS)
+    filter_prefixes = tuple(f"{name}:" for name in registry())
     removed = {r: n for r, n in stats["removed"].items() if not r.startswith(filter_prefixes)}
-    schema = document_schema(filters)
+    schema = document_schema(filters, all_signals=cfg.annotate.all_signals)
     table = pa.concat_tables(parts, promote_options="default") if parts else schema.empty_table()
     _, first = np.unique(np.asarray(table.column("doc_id").to_pylist(), dtype=object), return_index=True)
     table = table.take(pa.array(np.sort(first)))  # a copy left by a killed rewrite counts once
@@ -59,8 +88,23 @@ def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[s
     if missing:
         raise ValueError(f"{paths['documents']}: no stored signals {missing} for the configured filters")
     table = table.select(schema.names).cast(schema)
-    scalar_signals = [f.name for doc_filter in filters for f in doc_filter.signal_schema() if not pa.types.is_list(f.type)]
-    reasons = [decide(filters, row) for row in table.select(scalar_signals).to_pylist()]
+    # List columns (MinHash signatures) are read only to tell whether a filter ran: as validity.
+    signal_fields = [f for doc_filter in filters for f in doc_filter.signal_schema()]
+    rows = table.select([f.name for f in signal_fields if not pa.types.is_list(f.type)]).to_pylist()
+    for field in signal_fields:
+        if pa.types.is_list(field.type):
+            for row, valid in zip(rows, table.column(field.name).is_valid().to_pylist()):
+                row[field.name] = valid or None
+    reasons = []
+    for doc_id, row in zip(table.column("doc_id").to_pylist(), rows):
+        try:
+            reasons.append(decide(filters, row))
+        except MissingSignals as exc:
+            raise MissingSignals(
+                f"{paths['documents']}: document {doc_id} would now reach filter {exc} (and maybe others), whose "
+                f"signals were never computed for it: {source} ran with annotate.all_signals: false, so a document "
+                "removed by one filter skipped the later ones. Rerun the pipeline with annotate.all_signals: true "
+                "to refilter with looser thresholds") from None
     keep = pa.array([r is None for r in reasons], pa.bool_())
     kept = table.filter(keep)
     rejected = table.filter(pc.invert(keep)).append_column(

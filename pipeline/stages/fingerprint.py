@@ -7,6 +7,7 @@ below, everything downstream of them):
     signals   input file (name, size, etag/mtime) + its reader (format, fields) + extraction
               + each filter's provenance
               (name, version, signal parameters, model sha256s), in filter order
+              + annotate.all_signals (off: removed documents lack the later filters' signals)
     decide    signals + each filter's thresholds (in order: the first failing one names the reason)
     dedup     its parameters + run.seed + every input's decide fingerprint (the decided documents)
     tokenizer its parameters + the curated documents (or the loaded files' sha256)
@@ -91,7 +92,8 @@ def extraction_params(cfg: SieveConfig) -> dict[str, Any]:
 
 
 def signals_fingerprint(cfg: SieveConfig, filter_provenance: list[dict[str, Any]], identity: dict[str, Any]) -> str:
-    fingerprint = {"input": identity, **extraction_params(cfg), "filters": filter_provenance}
+    fingerprint = {"input": identity, **extraction_params(cfg), "filters": filter_provenance,
+                   "all_signals": cfg.annotate.all_signals}
     reader = reader_for(identity["name"], cfg.input, cfg.extract).params()
     if reader["format"] != "warc":
         fingerprint["reader"] = reader  # WARC inputs keep the fingerprints they had before readers existed
