@@ -274,6 +274,9 @@ def run_annotate(cfg: SieveConfig, inputs: list[str]) -> tuple[list[dict[str, An
         jobs = [(path, process_warc, path, stems[path]) for path in annotate]
         jobs += [(path, redecide_or_annotate, path, stems[path]) for path in redecide]
         results.update(run_input_tasks(cfg, jobs, "annotate"))
+        annotated_instead = sum(bool(results[p].pop("annotated_instead", False)) for p in redecide)
+        work["annotate_tasks_run"] += annotated_instead
+        work["decide_tasks_run"] -= annotated_instead
     return [results[p] for p in inputs], work
 
 

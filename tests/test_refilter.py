@@ -18,17 +18,52 @@ from pipeline.stages.decide import redecide_input
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stored_run(shared_data, ray_session, tmp_path_factory):
-    out = tmp_path_factory.mktemp("refilter") / "base"
-    cfg = parse_config({
+def _run(shared_data, out, all_signals: bool) -> dict:
+    return run_pipeline(parse_config({
         "run": {"progress": False},
         "input": {"paths": [str(shared_data / "warc/commoncrawl/*.warc.gz"), str(shared_data / "warc/other/*.warc.gz")]},
+        "annotate": {"all_signals": all_signals},
         "filters": {"language": {"allowed": ["en"]}, "gopher": {}, "gopher_repetition": {}, "fineweb": {}},
         "dedup": {"enabled": False}, "tokenizer": {"enabled": False},
         "output": {"path": str(out)},
-    })
-    return out, run_pipeline(cfg)
+    }))
+
+
+@pytest.fixture(scope="module")
+def stored_run(shared_data, ray_session, tmp_path_factory):
+    """A run with every signal of every document (what refilters that loosen need)."""
+    out = tmp_path_factory.mktemp("refilter") / "base"
+    return out, _run(shared_data, out, all_signals=True)
+
+
+def _reasons(out) -> dict[str, str | None]:
+    return dict(duckdb.sql(f"select doc_id, null from '{out}/documents/*.parquet' union all "
+                           f"select doc_id, reason from '{out}/rejected/*.parquet'").fetchall())
+
+
+def test_early_exit_decides_the_same_and_refuses_a_refilter_that_needs_skipped_signals(
+        stored_run, shared_data, tmp_path):
+    out, summary = stored_run
+    early = tmp_path / "early"
+    early_summary = _run(shared_data, early, all_signals=False)
+    # The same decision and reason for every document (the first failing filter), the same counts.
+    assert _reasons(early) == _reasons(out)
+    assert early_summary["totals"]["removed"] == summary["totals"]["removed"]
+    # A document removed by language skipped the later filters: their signals are null.
+    skipped = duckdb.sql(f"select count(*), count(gopher_word_count), count(fineweb_lines) from "
+                         f"'{early}/rejected/*.parquet' where reason like 'language:%'").fetchall()[0]
+    assert skipped[0] > 0 and skipped[1:] == (0, 0)
+    assert pq.read_schema(next(early.glob("documents/*.parquet"))).metadata[b"sieve.all_signals"] == b"false"
+    # Tighter thresholds re-decide exactly as on the full signals ...
+    refilter(str(early), ["filters.gopher.min_words=200"], str(tmp_path / "tight-early"))
+    refilter(str(out), ["filters.gopher.min_words=200"], str(tmp_path / "tight-all"))
+    assert _reasons(tmp_path / "tight-early") == _reasons(tmp_path / "tight-all")
+    # ... a looser one that lets documents reach filters they skipped is refused, naming the setting ...
+    with pytest.raises(RefilterError, match=r"would now reach filter gopher.*annotate\.all_signals: true"):
+        refilter(str(early), ["language.allowed=[en, zh, ru]"], str(tmp_path / "loose"))
+    # ... and refilter cannot compute the missing signals itself.
+    with pytest.raises(RefilterError, match=r"annotate\.all_signals: cannot take effect"):
+        refilter(str(early), ["annotate.all_signals=true"], str(tmp_path / "all"))
 
 
 def _kept(out) -> set[str]:
@@ -136,3 +171,18 @@ def test_run_stored_before_the_gopher_split_refilters_the_same(stored_run, tmp_p
     assert _kept(tmp_path / "again") == _kept(out)
     assert again["totals"]["removed"] == summary["totals"]["removed"]
     assert any(r.startswith("gopher_repetition:") for r in again["totals"]["removed"])
+
+
+def test_run_stored_before_early_exit_refilters_in_its_config_order(stored_run, tmp_path):
+    """A config.json without `annotate` (runs from before early exit computed every signal, in the
+    order of the `filters` mapping): refilter reads it so, and may loosen."""
+    out, summary = stored_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    stored = json.loads((old / "config.json").read_text())
+    del stored["config"]["annotate"]
+    (old / "config.json").write_text(json.dumps(stored))
+    assert refilter(str(old), [], str(tmp_path / "same"))["totals"]["removed"] == summary["totals"]["removed"]
+    loose = refilter(str(old), ["language.allowed=[en, zh, ru]"], str(tmp_path / "loose"))
+    assert _kept(tmp_path / "loose") >= _kept(out)
+    assert loose["totals"]["records"] == summary["totals"]["records"]

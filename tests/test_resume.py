@@ -97,13 +97,12 @@ def test_each_setting_redoes_only_the_stages_it_shapes(ray_session, tmp_path):
     assert shards["resume"]["stages_reused"] == ["dedup", "tokenizer"]
     assert shards["stages"]["tokenize"]["tokenizer_sha256"] == vocab["stages"]["tokenize"]["tokenizer_sha256"]
 
-    # A threshold: the stored signals are re-decided (no model runs), then dedup and tokens redo.
-    loose = run_pipeline(sample_config(inputs, out, "filters.toxicity.max_nsfw=1.0", "filters.toxicity.max_hate=1.0",
-                                       "filters.quality.min_score=0.0"))
-    assert loose["resume"]["annotate_tasks_run"] == 0 and loose["resume"]["decide_tasks_run"] == 2
-    assert loose["resume"]["stages_reused"] == []
-    assert loose["totals"]["kept_by_filters"] > first["totals"]["kept_by_filters"]
-    assert loose["totals"]["records"] == first["totals"]["records"]
+    # A tighter threshold: the stored signals are re-decided (no model runs), then dedup and tokens redo.
+    tight = run_pipeline(sample_config(inputs, out, "filters.quality.min_score=0.6"))
+    assert tight["resume"]["annotate_tasks_run"] == 0 and tight["resume"]["decide_tasks_run"] == 2
+    assert tight["resume"]["stages_reused"] == []
+    assert tight["totals"]["kept_by_filters"] < first["totals"]["kept_by_filters"]
+    assert tight["totals"]["records"] == first["totals"]["records"]
 
     # A signal parameter: the signals are recomputed (annotate runs), never re-decided as they were.
     recomputed = run_pipeline(sample_config(inputs, out, "filters.language.max_chars=300"))
@@ -114,6 +113,30 @@ def test_each_setting_redoes_only_the_stages_it_shapes(ray_session, tmp_path):
     again = run_pipeline(base)
     assert again["resume"]["annotate_tasks_run"] == 2
     assert _counts(again["totals"]) == _counts(first["totals"])
+
+
+def test_a_looser_threshold_never_decides_on_skipped_signals(ray_session, tmp_path):
+    inputs = sample_inputs(tmp_path / "in", ["a", "b"])
+    loose = ("filters.language.allowed=[]", "filters.quality.min_score=0.0")
+    # Early exit (the default): pages removed for their language skipped every later filter, so
+    # letting them through annotates those inputs again instead of re-deciding skipped signals;
+    # the outputs are those of a fresh run with the looser config.
+    out = tmp_path / "early"
+    run_pipeline(sample_config(inputs, out))
+    again = run_pipeline(sample_config(inputs, out, *loose))
+    assert again["resume"]["annotate_tasks_run"] == 2 and again["resume"]["decide_tasks_run"] == 0
+    fresh = tmp_path / "fresh"
+    run_pipeline(sample_config(inputs, fresh, *loose))
+    assert output_fingerprint(out) == output_fingerprint(fresh)
+    # Every signal computed (annotate.all_signals): the same change only re-decides, to the same documents.
+    full = tmp_path / "all"
+    run_pipeline(sample_config(inputs, full, "annotate.all_signals=true"))
+    redecided = run_pipeline(sample_config(inputs, full, "annotate.all_signals=true", *loose))
+    assert redecided["resume"]["annotate_tasks_run"] == 0 and redecided["resume"]["decide_tasks_run"] == 2
+    assert output_fingerprint(full)["curated"] == output_fingerprint(fresh)["curated"]
+    # Switching all_signals changes what the stored signals are: annotated again.
+    switched = run_pipeline(sample_config(inputs, full, *loose))
+    assert switched["resume"]["annotate_tasks_run"] == 2
 
 
 def test_other_inputs_are_refused_and_overwrite_starts_fresh(ray_session, tmp_path, capsys):

@@ -55,7 +55,7 @@ def redecide_or_annotate(input_path: str, stem: str, cfg: SieveConfig, out: str)
         from pipeline.stages.annotate import process_warc
 
         log.warning("%s: annotating again instead of re-deciding: %s", input_path, exc)
-        return process_warc(input_path, stem, cfg, out)
+        return {**process_warc(input_path, stem, cfg, out), "annotated_instead": True}
 
 
 def redecide_input(source: str, stem: str, cfg: SieveConfig, out: str) -> dict[str, Any]:
