@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
-from pipeline.refilter import refilter
+from pipeline.refilter import RefilterError, refilter
 from pipeline.run import run_pipeline
 from pipeline.sample import write_sample
 
@@ -66,11 +66,15 @@ def test_pii_masked_in_kept_text(demo):
 
 def test_refilter_on_demo_output(demo, tmp_path):
     _, out, summary = demo
-    loose = refilter(str(out), ["toxicity.max_hate=1.0", "toxicity.max_nsfw=1.0"], str(tmp_path / "loose"))
-    assert loose["totals"]["kept"] >= summary["totals"]["kept"]
-    assert not any(r.startswith("toxicity:") for r in loose["totals"]["removed"])
-    assert json.loads((tmp_path / "loose/tokens/manifest.json").read_text())["tokenizer_sha256"] == \
+    tight = refilter(str(out), ["quality.min_score=0.6"], str(tmp_path / "tight"))
+    assert tight["totals"]["kept"] <= summary["totals"]["kept"]
+    assert tight["totals"]["removed"]["quality:low_score"] > summary["totals"]["removed"].get("quality:low_score", 0)
+    assert json.loads((tmp_path / "tight/tokens/manifest.json").read_text())["tokenizer_sha256"] == \
         json.loads((out / "tokens/manifest.json").read_text())["tokenizer_sha256"]  # OUT's tokenizer reused
+    # The demo runs with early exit: documents removed by toxicity never got a MinHash signature,
+    # so letting them through is refused rather than decided on signals that were never computed.
+    with pytest.raises(RefilterError, match="annotate.all_signals: true"):
+        refilter(str(out), ["toxicity.max_hate=1.0", "toxicity.max_nsfw=1.0"], str(tmp_path / "loose"))
 
 
 def test_rerun_resumes_and_a_new_threshold_only_re_decides(demo):

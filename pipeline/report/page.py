@@ -565,8 +565,8 @@ class Report:
             charts.append(self.charts.histogram(a[~np.isnan(a)], b[by_rule & ~np.isnan(b)],
                                                 b[~by_rule & ~np.isnan(b)], score.title, score.reason, score.threshold))
         if not charts:
-            return '<h2 id="scores">Scores</h2><p>No scores in this run (no configured filter declares a ' \
-                   'chart: quality, toxicity and language do).</p>'
+            return '<h2 id="scores">Scores</h2><p>No classifier scores in this run (no configured filter ' \
+                   'declares a chart: quality, toxicity and language do).</p>'
         skipped = ("Every filter scores every document (annotate.all_signals), so documents removed by another "
                    "rule (grey) have scores too" if self.cfg.annotate.all_signals else
                    "A document removed by a filter skips the later ones (annotate.all_signals is off), so grey "
