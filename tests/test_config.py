@@ -109,3 +109,46 @@ def test_shipped_configs_validate(name):
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert cfg.input.paths or cfg.input.paths_listing
+
+
+def test_a_filter_class_alone_registers_validates_orders_and_charts():
+    """Adding a filter is one class: the registry, the config section, the order and the report's
+    histogram come from it (no list elsewhere names it)."""
+    from typing import Any, Mapping
+
+    import pyarrow as pa
+    from pydantic import Field
+
+    from filters import Chart, DocFilter, FilterParams, filter_class
+    from pipeline.report.page import score_charts
+
+    class ShoutFilter(DocFilter):
+        name = "test_shout"
+        order = 1
+        reasons = ("upper",)
+        charts = (Chart("shout_upper_frac", "upper-case share", "max_upper_frac", "upper"),)
+
+        class Params(FilterParams):
+            decisions = ("max_upper_frac",)
+            max_upper_frac: float = Field(0.5, ge=0, le=1)
+
+        def signal_schema(self) -> list[pa.Field]:
+            return [pa.field("shout_upper_frac", pa.float64())]
+
+        def annotate(self, doc: Any) -> None:
+            doc.signals["shout_upper_frac"] = sum(c.isupper() for c in doc.text) / max(len(doc.text), 1)
+
+        def decide(self, signals: Mapping[str, Any]) -> str | None:
+            return "test_shout:upper" if signals["shout_upper_frac"] > self.params.max_upper_frac else None
+
+    assert filter_class("test_shout") is ShoutFilter
+    cfg = parse_config({**MINIMAL, "filters": {"language": {}, "test_shout": {"max_upper_frac": 0.2}}})
+    assert list(cfg.filters) == ["test_shout", "language"]  # order 1 runs before language (10)
+    assert cfg.filters["test_shout"].decision_params() == {"max_upper_frac": 0.2}
+    assert [(c.column, c.threshold, c.reason) for c in score_charts(cfg)][0] == ("shout_upper_frac", 0.2, "test_shout:upper")
+    with pytest.raises(ConfigError, match="filters.test_shout: unknown key 'max_upper'"):
+        parse_config({**MINIMAL, "filters": {"test_shout": {"max_upper": 0.2}}})
+    with pytest.raises(TypeError, match="declares its `reasons`"):
+        type("Undeclared", (DocFilter,), {"name": "test_undeclared", "decide": lambda self, s: None})
+    with pytest.raises(TypeError, match="defined by both"):
+        type("Other", (DocFilter,), {"name": "test_shout"})
