@@ -19,7 +19,8 @@ Inputs (the format follows the file name; .gz and .zst are decompressed):
                                 "html:F": field F holds raw HTML, read by filters.extract.html_to_text);
                                 --positive-where / --negative-where keep rows with COLUMN=V1,V2,
                                 an input written PATH::COLUMN=V1,V2 keeps its own rows so.
-  WARC (.warc, .warc.gz)        HTML responses, main text by filters.extract.html_to_text.
+  WARC is not read here: run the pipeline on the WARCs (it owns the one WARC reader: HTTP status,
+  content type, charset, damaged records) and pass its documents/*.parquet (field `text`).
 Relative paths (and glob patterns such as 'dir/*.json', quoted) are read under --data-root, so a
 recipe runs unchanged on another machine.
 
@@ -188,9 +189,10 @@ def read_documents(path: str | Path, *, text_fields: list[str], unit: str = "par
     """Documents of one input file (formats: see the module docstring)."""
     path, where, stats = Path(path), where or {}, stats if stats is not None else ReadStats()
     name = path.name.lower()
-    if ".warc" in name:
-        docs = _warc_documents(path, stats)
-    elif name.endswith(".parquet"):
+    if ".warc" in name or name.endswith((".arc", ".arc.gz")):
+        raise ValueError(f"{path}: WARC input is read by the pipeline, not the training CLI: run "
+                         "`python -m pipeline.run` on it and train on its documents/*.parquet (field text)")
+    if name.endswith(".parquet"):
         docs = _parquet_documents(path, text_fields, where)
     elif name.endswith(".json"):
         docs = _json_document(path, text_fields, where, stats)
@@ -261,28 +263,6 @@ def _parquet_documents(path: Path, text_fields: list[str], where: dict) -> Itera
         for row in batch.to_pylist():
             text = row[text_column]
             if isinstance(text, str) and text.strip() and _where_ok(row, where):
-                yield text
-
-
-def _warc_documents(path: Path, stats: ReadStats) -> Iterator[str]:
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    from filters.extract import html_to_text
-
-    with open(path, "rb") as fh:
-        records = ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True, auto_decode="all")
-        while True:
-            try:
-                rec = next(records)
-            except StopIteration:
-                return
-            except Exception as exc:  # noqa: BLE001 - a damaged WARC ends this file, not the run
-                stats.skip("unreadable WARC data", f"{path}: {exc}")
-                return
-            if "html" not in (rec.http_content_type or "").lower():
-                continue
-            text = html_to_text(rec.reader.read(), encoding=rec.http_charset)
-            if text:
                 yield text
 
 

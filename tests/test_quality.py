@@ -93,3 +93,12 @@ def test_shipped_model_beats_length_alone_on_human_judgments(shared_data, name):
     model = roc_auc([quality_score(t) for t in texts], truth)
     length = roc_auc(np.log1p([len(t) for t in texts]), truth)
     assert model > length + 0.04
+
+
+def test_training_cli_leaves_warc_to_the_pipeline_reader(tmp_path):
+    """One WARC reader (the pipeline's, which checks HTTP status and content type): the training
+    CLI refuses WARC input and says what to train on instead."""
+    warc = tmp_path / "crawl.warc.gz"
+    warc.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"crawl\.warc\.gz.*documents/\*\.parquet"):
+        list(read_documents(warc, text_fields=["text"]))
