@@ -66,6 +66,7 @@ _PII_MASK = re.compile(r"\|\|\|[a-z_]+\|\|\|")
 
 
 def _ascii_lookup(chars: Iterable[str]) -> np.ndarray:
+    """ASCII code point -> whether it is one of `chars`, for the compiled scans."""
     table = np.zeros(128, np.bool_)
     for char in chars:
         table[ord(char)] = True
@@ -84,11 +85,13 @@ def _codes(text: str) -> np.ndarray:
 
 @njit(cache=True, nogil=True, inline="always")
 def _in(table: np.ndarray, code: np.uint32) -> bool:
+    """Whether `code` is marked in the lookup `table` (code points past its end are not)."""
     return code < len(table) and table[code]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _is_lower(code: np.uint32) -> bool:
+    """[a-z], as the regexes mean it (ASCII only)."""
     return 97 <= code <= 122
 
 
@@ -231,20 +234,21 @@ def _fold_codes(codes: np.ndarray, offsets: np.ndarray, replacements: np.ndarray
     return out[:size], changed
 
 
-def _fold_unicode(text: str) -> str:
+def _fold_unicode(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
     """Accents, compatibility letters and symbol masks folded; look-alikes of other scripts
     mapped only inside words that mix them with Latin letters (a Russian word stays Russian).
 
     Folding maps every character of `_fold_table` in one compiled pass (`str.translate` or a
     regex over the mapped ranges took 30-120 µs on a page); the look-alike regex runs only if
-    one stands next to a Latin letter."""
+    one stands next to a Latin letter. `codes` are the code points of `text`; returns both folded."""
     offsets, replacements, confusable = _fold_arrays()
-    codes, changed = _fold_codes(_codes(text), offsets, replacements)
+    codes, changed = _fold_codes(codes, offsets, replacements)
     if changed:
         text = codes.tobytes().decode("utf-32-le", "surrogatepass")
     if _any_next_to_lower(codes, confusable):
         text = _MIXED.sub(lambda m: "".join(_CONFUSABLES.get(c, c) for c in m.group()), text)
-    return text
+        codes = _codes(text)
+    return text, codes
 
 
 class Vocabulary:
@@ -325,17 +329,18 @@ def _resolve(core: str, vocab: Vocabulary) -> str | None:
     return None
 
 
-def _tokens(text: str) -> str:
+def _tokens(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
     """`text` with each token that holds a hint (the whole run of `_CORE_SET` characters
-    around the hint) replaced by `_token` of it."""
-    runs = _hint_runs(_codes(text), _IS_CORE, _IS_SIGNAL)
+    around the hint) replaced by `_token` of it, and its code points (`codes` are those of `text`)."""
+    runs = _hint_runs(codes, _IS_CORE, _IS_SIGNAL)
     if not len(runs):
-        return text
+        return text, codes
     pieces, done = [], 0
     for start, end in zip(runs[::2].tolist(), runs[1::2].tolist()):
         pieces += [text[done:start], _token(text[start:end])]
         done = end
-    return "".join(pieces) + text[done:]
+    text = "".join(pieces) + text[done:]
+    return text, _codes(text)
 
 
 @lru_cache(maxsize=1 << 14)  # the same tokens recur across pages ("mp3", "www", "2020s")
@@ -375,16 +380,17 @@ def deobfuscate(text: str) -> str:
     if not _PRECHECK.search(text):
         return text
     text = text.lower()
+    codes = _codes(text)
     if not text.isascii():
-        text = _fold_unicode(text)
-    return _spaced_words(_tokens(text))
+        text, codes = _fold_unicode(text, codes)
+    return _spaced_words(*_tokens(text, codes))
 
 
-def _spaced_words(text: str) -> str:
-    """`_SPACED.sub(_spaced, text)`, the regex tried only where the scan says a match can start
-    (as `sub` itself goes: left to right, on after each match)."""
+def _spaced_words(text: str, codes: np.ndarray) -> str:
+    """`_SPACED.sub(_spaced, text)`, the regex tried only where the scan of its code points
+    `codes` says a match can start (as `sub` itself goes: left to right, on after each match)."""
     pieces, done = [], 0
-    for start in _spaced_starts(_codes(text), _IS_SPACER).tolist():
+    for start in _spaced_starts(codes, _IS_SPACER).tolist():
         if start >= done and (match := _SPACED.match(text, start)):
             pieces += [text[done:start], _spaced(match)]
             done = match.end()
