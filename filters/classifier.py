@@ -160,11 +160,13 @@ def document_tokens(key: tuple[str, int | None]) -> Tokens:
 @batch_cache  # the NSFW and hate models read the same normalized documents
 def normalized_tokens(key: tuple[str, int | None, str]) -> Tokens:
     """Tokens of `prepare_text(text, max_chars, normalization=...)` for key = (text, max_chars,
-    normalization); when the normalization changes nothing, the tokens every content model shares."""
+    normalization); when the normalization changes nothing but the case (most pages: it lowercases
+    whatever it looks at), the tokens every content model shares, which are of the lowercased text."""
     text, max_chars, normalization = key
     cut = text[:max_chars] if max_chars is not None else text
     folded = normalize_text(cut, normalization)
-    return document_tokens((text, max_chars) if folded is cut else (folded, None))
+    same = folded is cut or folded == cut.lower()
+    return document_tokens((text, max_chars) if same else (folded, None))
 
 
 @njit(cache=True, nogil=True)

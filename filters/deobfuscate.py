@@ -18,8 +18,11 @@ loses its asterisks ("**bold**" -> "bold") but no word changes, and prices ("$5"
 "a*b") and Sieve's PII masks ("|||EMAIL_ADDRESS|||") stay as they are.
 
 Cost: a text without a letter next to a symbol or digit, without three repeated letters, without
-spaced single letters and without non-ASCII letters is returned as it is after one regex search
-(the common case); otherwise only the suspicious tokens are looked at.
+spaced single letters and without non-ASCII letters is returned as it is after one regex search;
+otherwise (most real pages: "mp3", "www", "2020s", "Über") one numba-compiled pass over the code
+points per step finds what that step's regexes would match (the tokens holding a hint, whether a
+foldable or look-alike letter or spaced letters occur at all), so the regexes and the vocabulary
+lookups run only where they find something, with the same result as running them everywhere.
 
 The vocabulary is rebuilt (only needed when the word lists change; the result is versioned with
 the normalization, so a change means a new name) with
@@ -36,6 +39,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+from numba import njit
+
 NAME = "deobfuscate-v1"
 VOCABULARY = Path(__file__).resolve().parent / "deobfuscate-v1.words"
 MIN_LENGTH = 4  # shorter disguised tokens ("a*s", "h8", "4k") are too ambiguous to resolve
@@ -44,20 +50,116 @@ MIN_LENGTH = 4  # shorter disguised tokens ("a*s", "h8", "4k") are too ambiguous
 MASKS = "*#%_"
 LEET = {"0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
         "@": "aeiou", "$": "s", "!": "i", "|": "il", "+": "t"}
-_CORE_CHARS = "a-z0-9" + re.escape(MASKS + "".join(LEET))
 _SIGNAL = "*#%_@$!|+0-9"
 # A letter next to a symbol or digit, three repeated letters, spaced single letters, non-ASCII:
 # the only texts that need work.
 _PRECHECK = re.compile(rf"[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1|"
                        r"(?<![a-z0-9])[a-z][ .\-_*]{1,2}[a-z][ .\-_*]{1,2}[a-z](?![a-z0-9])|[^\x00-\x7f]",
                        re.IGNORECASE)
-# Where a token needs a look (a letter next to a symbol or digit, three repeated letters), and the
-# token around it: found in two steps, as a token-wide pattern backtracks over every word.
-_HINT = re.compile(rf"[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1")
-_CORE_RUN = re.compile(rf"[{_CORE_CHARS}]+")
+# A token needs a look when it holds a hint: a letter next to a symbol or digit, or three repeated
+# letters (`[a-z][{_SIGNAL}]|[{_SIGNAL}][a-z]|([a-z])\1\1`); the token is the run of `_CORE_SET`
+# characters around it. `_hint_runs` finds both in one compiled pass (the regex took ~110 µs on a
+# 5,000-character page; tests/test_deobfuscate.py keeps the regex version and compares them).
 _CORE_SET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789" + MASKS + "".join(LEET))
 _SPACED = re.compile(r"(?<![a-z0-9])[a-z](?:[ .\-_*]{1,2}[a-z]){2,}(?![a-z0-9])")
 _PII_MASK = re.compile(r"\|\|\|[a-z_]+\|\|\|")
+
+
+def _ascii_lookup(chars: Iterable[str]) -> np.ndarray:
+    """ASCII code point -> whether it is one of `chars`, for the compiled scans."""
+    table = np.zeros(128, np.bool_)
+    for char in chars:
+        table[ord(char)] = True
+    return table
+
+
+_IS_CORE = _ascii_lookup(_CORE_SET)
+_IS_SIGNAL = _ascii_lookup("*#%_@$!|+0123456789")  # `_SIGNAL`
+_IS_SPACER = _ascii_lookup(" .-_*")
+
+
+def _codes(text: str) -> np.ndarray:
+    """The code points of `text`, one per Python character (lone surrogates included)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _in(table: np.ndarray, code: np.uint32) -> bool:
+    """Whether `code` is marked in the lookup `table` (code points past its end are not)."""
+    return code < len(table) and table[code]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_lower(code: np.uint32) -> bool:
+    """[a-z], as the regexes mean it (ASCII only)."""
+    return 97 <= code <= 122
+
+
+@njit(cache=True, nogil=True)
+def _hint_runs(codes: np.ndarray, is_core: np.ndarray, is_signal: np.ndarray) -> np.ndarray:
+    """Flat (start, end) pairs of the maximal runs of `_CORE_SET` characters that hold a hint:
+    the tokens `_tokens` looks at (a hint is made of core characters, so it lies inside one run)."""
+    n = len(codes)
+    out = np.empty(n + 2, np.int64)
+    count, i = 0, 0
+    while i < n:
+        if not _in(is_core, codes[i]):
+            i += 1
+            continue
+        start, hit = i, False
+        while i < n and _in(is_core, codes[i]):
+            if not hit and i + 1 < n:
+                a, b = codes[i], codes[i + 1]
+                hit = ((_is_lower(a) and _in(is_signal, b)) or (_in(is_signal, a) and _is_lower(b))
+                       or (_is_lower(a) and a == b and i + 2 < n and codes[i + 2] == a))
+            i += 1
+        if hit:
+            out[count], out[count + 1] = start, i
+            count += 2
+    return out[:count]
+
+
+@njit(cache=True, nogil=True)
+def _any_next_to_lower(codes: np.ndarray, table: np.ndarray) -> bool:
+    """Whether a code point marked in `table` stands next to an ASCII lowercase letter (where
+    `_MIXED` can match)."""
+    for i in range(len(codes) - 1):
+        a, b = codes[i], codes[i + 1]
+        if (_is_lower(a) and _in(table, b)) or (_in(table, a) and _is_lower(b)):
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_spaced_letter(codes: np.ndarray, i: int, is_spacer: np.ndarray) -> int:
+    """Position of the letter 1 or 2 spacers after position i, as `_SPACED` reads
+    them, or -1."""
+    n = len(codes)
+    if i + 1 < n and _in(is_spacer, codes[i + 1]):
+        if i + 2 < n and _is_lower(codes[i + 2]):
+            return i + 2
+        if i + 3 < n and _in(is_spacer, codes[i + 2]) and _is_lower(codes[i + 3]):
+            return i + 3
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _spaced_starts(codes: np.ndarray, is_spacer: np.ndarray) -> np.ndarray:
+    """Where a `_SPACED` match can start: a letter not after [a-z0-9] followed by two more, each
+    1 or 2 spacers on (every match starts so; whether and where it ends is left to the regex)."""
+    out = np.empty(len(codes), np.int64)
+    count, after_word = 0, False
+    for i in range(len(codes)):
+        code = codes[i]
+        lower = _is_lower(code)
+        if lower and not after_word and i + 1 < len(codes) and _in(is_spacer, codes[i + 1]):
+            j = _next_spaced_letter(codes, i, is_spacer)
+            if j >= 0 and _next_spaced_letter(codes, j, is_spacer) >= 0:
+                out[count] = i
+                count += 1
+        after_word = lower or 48 <= code <= 57
+    return out[:count]
+
 
 # Look-alike letters of other scripts (lowercase), applied inside words that also hold Latin letters.
 _CONFUSABLES = {
@@ -88,24 +190,65 @@ def _fold_table() -> dict[int, str]:
     return table
 
 
-# Runs of the characters `_fold_table` may map (a few ranges: a class of every mapped code point
-# made the scan ~100x slower), and words mixing look-alikes with Latin letters (anchored at word
-# starts, so no word is rescanned from each of its characters).
-_FOLD_RUN = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u24b6-\u24e9\uff21-\uff5a\U0001d400-\U0001d7ff"
-                       + re.escape(_SYMBOL_MASKS) + "]+")
+# Words mixing look-alikes with Latin letters (anchored at word starts, so no word is rescanned
+# from each of its characters).
 _CONFUSABLE_CLASS = "[" + re.escape("".join(_CONFUSABLES)) + "]"
-_MIXED_SIGNAL = re.compile(f"[a-z]{_CONFUSABLE_CLASS}|{_CONFUSABLE_CLASS}[a-z]")
 _MIXED = re.compile(rf"(?<!\w)\w*(?:[a-z]{_CONFUSABLE_CLASS}|{_CONFUSABLE_CLASS}[a-z])\w*")
 
 
-def _fold_unicode(text: str) -> str:
-    """Accents, compatibility letters and symbol masks folded; look-alikes of other scripts
-    mapped only inside words that mix them with Latin letters (a Russian word stays Russian)."""
+_LONGEST_FOLD = 2  # the longest replacement in `_fold_table` ("ß" -> "ss"; the tests check it)
+
+
+@lru_cache(maxsize=1)
+def _fold_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_fold_table` for `_fold_codes`: (offsets, replacements), code point c below len(offsets) - 1
+    becoming replacements[offsets[c]:offsets[c + 1]] if that is not empty; and the code points
+    of `_CONFUSABLES` as a lookup table."""
     table = _fold_table()
-    text = _FOLD_RUN.sub(lambda m: m.group().translate(table), text)
-    if _MIXED_SIGNAL.search(text):
+    offsets = np.zeros(max(table) + 2, np.int64)
+    for code, plain in table.items():
+        offsets[code + 1] = len(plain)
+    offsets = np.cumsum(offsets)
+    replacements = np.empty(offsets[-1], np.uint32)
+    for code, plain in table.items():
+        replacements[offsets[code]: offsets[code + 1]] = [ord(c) for c in plain]
+    confusable = np.zeros(max(ord(c) for c in _CONFUSABLES) + 1, np.bool_)
+    confusable[[ord(c) for c in _CONFUSABLES]] = True
+    return offsets, replacements, confusable
+
+
+@njit(cache=True, nogil=True)
+def _fold_codes(codes: np.ndarray, offsets: np.ndarray, replacements: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(`codes` through `_fold_table`, whether any changed)."""
+    out = np.empty(_LONGEST_FOLD * len(codes), np.uint32)
+    size, changed = 0, False
+    for code in codes:
+        if code < len(offsets) - 1 and offsets[code + 1] > offsets[code]:
+            for k in range(offsets[code], offsets[code + 1]):
+                out[size] = replacements[k]
+                size += 1
+            changed = True
+        else:
+            out[size] = code
+            size += 1
+    return out[:size], changed
+
+
+def _fold_unicode(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
+    """Accents, compatibility letters and symbol masks folded; look-alikes of other scripts
+    mapped only inside words that mix them with Latin letters (a Russian word stays Russian).
+
+    Folding maps every character of `_fold_table` in one compiled pass (`str.translate` or a
+    regex over the mapped ranges took 30-120 µs on a page); the look-alike regex runs only if
+    one stands next to a Latin letter. `codes` are the code points of `text`; returns both folded."""
+    offsets, replacements, confusable = _fold_arrays()
+    codes, changed = _fold_codes(codes, offsets, replacements)
+    if changed:
+        text = codes.tobytes().decode("utf-32-le", "surrogatepass")
+    if _any_next_to_lower(codes, confusable):
         text = _MIXED.sub(lambda m: "".join(_CONFUSABLES.get(c, c) for c in m.group()), text)
-    return text
+        codes = _codes(text)
+    return text, codes
 
 
 class Vocabulary:
@@ -186,21 +329,21 @@ def _resolve(core: str, vocab: Vocabulary) -> str | None:
     return None
 
 
-def _tokens(text: str) -> str:
-    """`text` with each token that `_HINT` points into replaced by `_token` of it."""
+def _tokens(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
+    """`text` with each token that holds a hint (the whole run of `_CORE_SET` characters
+    around the hint) replaced by `_token` of it, and its code points (`codes` are those of `text`)."""
+    runs = _hint_runs(codes, _IS_CORE, _IS_SIGNAL)
+    if not len(runs):
+        return text, codes
     pieces, done = [], 0
-    for hint in _HINT.finditer(text):
-        if hint.start() < done:
-            continue  # inside a token already looked at
-        start = hint.start()
-        while start > done and text[start - 1] in _CORE_SET:
-            start -= 1
-        end = _CORE_RUN.match(text, hint.start()).end()
+    for start, end in zip(runs[::2].tolist(), runs[1::2].tolist()):
         pieces += [text[done:start], _token(text[start:end])]
         done = end
-    return "".join(pieces) + text[done:] if pieces else text
+    text = "".join(pieces) + text[done:]
+    return text, _codes(text)
 
 
+@lru_cache(maxsize=1 << 14)  # the same tokens recur across pages ("mp3", "www", "2020s")
 def _token(token: str) -> str:
     if _PII_MASK.fullmatch(token):
         return token
@@ -237,10 +380,21 @@ def deobfuscate(text: str) -> str:
     if not _PRECHECK.search(text):
         return text
     text = text.lower()
+    codes = _codes(text)
     if not text.isascii():
-        text = _fold_unicode(text)
-    text = _tokens(text)
-    return _SPACED.sub(_spaced, text)
+        text, codes = _fold_unicode(text, codes)
+    return _spaced_words(*_tokens(text, codes))
+
+
+def _spaced_words(text: str, codes: np.ndarray) -> str:
+    """`_SPACED.sub(_spaced, text)`, the regex tried only where the scan of its code points
+    `codes` says a match can start (as `sub` itself goes: left to right, on after each match)."""
+    pieces, done = [], 0
+    for start in _spaced_starts(codes, _IS_SPACER).tolist():
+        if start >= done and (match := _SPACED.match(text, start)):
+            pieces += [text[done:start], _spaced(match)]
+            done = match.end()
+    return "".join(pieces) + text[done:] if pieces else text
 
 
 # ---------------------------------------------------------------- building the vocabulary

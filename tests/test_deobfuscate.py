@@ -119,3 +119,80 @@ def test_dolma_cc_text_changes_only_where_disguised(shared_data):
                  for w in prepare_text(text).split()}
         unexplained = {w for w in new_words if w in rank and w not in plain}
         assert not unexplained, (unexplained, text[:200])
+
+
+# ------------------------------------------- compiled scans against the regexes they replace
+
+def _regex_deobfuscate(text: str) -> str:
+    """deobfuscate-v1 as first written, every step a regex over the whole text: the reference
+    the compiled scans of `filters.deobfuscate` must equal character for character."""
+    import re
+
+    from filters import deobfuscate as d
+
+    if not d._PRECHECK.search(text):
+        return text
+    text = text.lower()
+    if not text.isascii():
+        table = d._fold_table()
+        fold_run = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u24b6-\u24e9\uff21-\uff5a\U0001d400-\U0001d7ff"
+                              + re.escape(d._SYMBOL_MASKS) + "]+")
+        assert all(fold_run.fullmatch(chr(code)) for code in table)  # translating runs = translating all
+        text = fold_run.sub(lambda m: m.group().translate(table), text)
+        if re.search(f"[a-z]{d._CONFUSABLE_CLASS}|{d._CONFUSABLE_CLASS}[a-z]", text):
+            text = d._MIXED.sub(lambda m: "".join(d._CONFUSABLES.get(c, c) for c in m.group()), text)
+    hint = re.compile(rf"[a-z][{d._SIGNAL}]|[{d._SIGNAL}][a-z]|([a-z])\1\1")
+    core_run = re.compile("[a-z0-9" + re.escape(d.MASKS + "".join(d.LEET)) + "]+")
+    pieces, done = [], 0
+    for found in hint.finditer(text):
+        if found.start() < done:
+            continue
+        start = found.start()
+        while start > done and text[start - 1] in d._CORE_SET:
+            start -= 1
+        end = core_run.match(text, found.start()).end()
+        pieces += [text[done:start], d._token.__wrapped__(text[start:end])]
+        done = end
+    text = "".join(pieces) + text[done:] if pieces else text
+    return d._SPACED.sub(d._spaced, text)
+
+
+def _fuzz_texts(count: int, seed: int = 11) -> list[str]:
+    """Random texts from the characters every step reacts to: masks, leet, spacers, repeated
+    letters, accents, look-alikes, fullwidth and mathematical letters, lone surrogates, PII masks."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = (list("abcfkstuiohnr") + list("*#%_@$!|+0123456789") + [" ", " ", ".", "-", "\n", ","]
+              + list("äöüßéèñçłøæœ") + list("аеорсіѕαο") + ["ｆ", "Ｆ", "𝐟", "♥", "•", "Ǆ", "ǅ", "\ud800", "ÀB"]
+              + ["fuck", "shit", "cock", "www", "aaa", "|||EMAIL_ADDRESS|||", "f u c k", "s.h.i.t", "**", "Ü"])
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 60))) for _ in range(count)]
+
+
+def test_compiled_scans_equal_the_regexes_on_random_texts():
+    for text in _fuzz_texts(20_000):
+        assert deobfuscate(text) == _regex_deobfuscate(text), repr(text)
+
+
+def test_compiled_scans_equal_the_regexes_on_real_pages_and_posts(shared_data):
+    """Real pages (HPLT CC and WIDE: accents, "mp3", "www", markdown) and real obfuscated posts
+    (EDOS, HatemojiBuild: masks, leetspeak, spacing, emoji)."""
+    import csv
+
+    texts = hplt_texts(shared_data)
+    for path in (shared_data / "toxicity/extra/edos/edos_labelled_aggregated.csv",
+                 shared_data / "toxicity/extra/hatemojibuild/train.csv"):
+        with open(path, newline="", encoding="utf-8") as fh:
+            texts += [row["text"] for row in csv.DictReader(fh)][:5_000]
+    changed = 0
+    for text in texts:
+        plain = _regex_deobfuscate(text)
+        assert deobfuscate(text) == plain, text[:200]
+        changed += plain != text.lower()
+    assert changed >= 100  # the posts exercise the replacing paths, not only the scans
+
+
+def test_fold_replacements_fit_the_compiled_buffer():
+    from filters.deobfuscate import _LONGEST_FOLD, _fold_table
+
+    assert max(len(plain) for plain in _fold_table().values()) == _LONGEST_FOLD

@@ -44,6 +44,22 @@ def test_quality_input_is_unchanged_by_the_normalization():
         float(quality.compiled.probabilities(document_tokens((text, 5000)))[quality.labels.index("high")]))
 
 
+
+@pytest.mark.parametrize("text, shared", [
+    ("Download the MP3 at WWW.Example.com in 2020.", True),  # looked at, only lowercased
+    ("Über Café", False), ("What the F*CK", False), ("plain text", True)])
+def test_normalized_tokens_are_the_shared_ones_when_only_the_case_changes(text, shared):
+    """The NSFW and hate models reuse the quality model's tokens when deobfuscation only
+    lowercases; otherwise they read the normalized text's own tokens."""
+    from filters.classifier import document_tokens, normalized_tokens
+    from filters.deobfuscate import deobfuscate
+
+    tokens = normalized_tokens((text, 5000, "deobfuscate-v1"))
+    assert (tokens is document_tokens((text, 5000))) == shared
+    expected = document_tokens((deobfuscate(text), None))
+    assert [bytes(tokens.buf[a:b]) for a, b in zip(tokens.starts, tokens.ends)] == [
+        bytes(expected.buf[a:b]) for a, b in zip(expected.starts, expected.ends)]
+
 def test_issue_example_is_nsfw():
     assert classify_nsfw("SUCK MY C*CK ... F*CKING *SSH*LE")[0] == "nsfw"
     masked, plain = "f*cking sh1t, s u c k my c0ck", "fucking shit, suck my cock"
