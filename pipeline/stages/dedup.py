@@ -1,32 +1,40 @@
-"""The dedup stage on Ray: exact, near-duplicate (MinHash LSH) and boilerplate-line removal.
+"""The dedup stage on Ray: exact, near-duplicate (MinHash LSH) and boilerplate-line removal,
+with nothing on the driver that grows with the corpus.
 
-    documents/*.parquet --scan (1 task / file)--> per-doc numbers (text hash, quality, length),
-        band keys and line keys, each shuffled by key into P partitions (object refs)
-    driver: exact dedup on the normalized-text hash (and URL)
-    band partitions --candidates (P tasks)--> pairs from colliding buckets (each member with the
-        bucket's first few members: linear in the bucket size)
-    documents --fetch (1 task / file)--> signatures or shingle sets of paired docs, by partition
-        --verify (P tasks)--> only pairs with Jaccard >= threshold become edges
-    driver: connected components of the edges (scipy; 16 bytes per edge)
-    components of 3+ --fetch + split (P tasks)--> a member is removed only if similar to its
-        survivor itself, so chains A~B~C never merge A and C
-    line partitions --boilerplate (P tasks)--> lines in more than N surviving docs
-    documents --write (1 task / file, streamed)--> curated/*.parquet
+Documents files are cut into G contiguous *groups* (G = min(partitions, files)); keys are hashed
+into P *partitions*. Every step is one wave of Ray tasks, one per group or per partition, that
+reads the files the previous wave spilled under `<out>/dedup/work/` (local or s3) and spills its
+own. The driver only starts waves and adds up their small stats.
 
-Every task holds one file or one partition, never the corpus; the driver holds a few numbers per
-document (hashes, rank, survivor, and the doc_id/url/warc_file strings as Arrow arrays) and the
-candidate pairs. Survivors do not depend on the partition count: buckets, verification and the
-survivor order (cfg.dedup.near.survivor, then doc_id) are all partition-independent.
-Resumable: a finished stage leaves dedup/stats.json with the config hash, and a rerun returns it.
+    step          task per    reads                         spills
+    scan          group       documents                     meta/<file>, url or text keys
+    url, exact    partition   (hash, rank key, gid)         removals, survivors -> text keys
+    bands         group       signatures of live docs       band keys
+    candidates    partition   band keys                     pairs, by group of a
+    verify a, b   group       pairs + features of a, of b   edges (both directions)
+    components    partition   edges (large-star/small-star rounds until stable) -> labels
+    members       group       labels + rank keys/features   members, by label
+    clusters      partition   members of components         removals (chain guard inside)
+    lines         group       text of live docs             line keys
+    boilerplate   partition   line keys                     boilerplate keys
+    write         group       documents, removals           curated/<file>, emptied docs
+    survivors     group       removals (pointer jumping)    final survivor per removed doc
+    report        group       final removals + meta         removed.parquet rows, cluster sample
+
+The survivor order is a binary *rank key* per document (earlier runs first, then
+dedup.near.survivor, doc_id, file order), so every decision is local to a key or a component and
+the survivors do not depend on the number of partitions or workers. Resumable: a finished stage
+leaves dedup/stats.json with its fingerprint, and a rerun returns it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import random
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,12 +43,11 @@ import pyarrow.parquet as pq
 
 from filters.dedup import (
     MinHasher,
+    MinHashFilter,
     MinHashParams,
     band_keys,
     bucket_pairs,
     candidate_probability,
-    components_in_rank_order,
-    connected_components,
     distinct_line_keys,
     exact_jaccard,
     lsh_params,
@@ -60,11 +67,28 @@ REASONS = ["", REASON_URL, REASON_EXACT, REASON_NEAR, REASON_EMPTY]  # code -> r
 REMOVED_SCHEMA = pa.schema([("doc_id", pa.string()), ("url", pa.string()), ("warc_file", pa.string()),
                             ("reason", pa.string()), ("cluster_id", pa.int64()), ("survivor_id", pa.string())])
 _CLUSTER_MEMBERS_SHOWN = 20
+_MAX_CC_ROUNDS = 200
+_SIGNATURES = MinHashFilter.signature_column
+_TEXT_HASH = MinHashFilter.text_hash_column
+_QUALITY = "quality_score"
+
+_KEYED = pa.schema([("key", pa.uint64()), ("text_hash", pa.uint64()), ("rank_key", pa.binary()), ("gid", pa.int64())])
+_REMOVAL = pa.schema([("gid", pa.int64()), ("survivor", pa.int64()), ("reason", pa.int8())])
+_PAIRS = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+_PAIRS_A = pa.schema([("a", pa.int64()), ("b", pa.int64()), ("feature", pa.list_(pa.uint32()))])
+_BANDS = pa.schema([("key", pa.uint64()), ("gid", pa.int64())])
+_MEMBERS = pa.schema([("label", pa.int64()), ("gid", pa.int64()), ("rank_key", pa.binary()),
+                      ("feature", pa.list_(pa.uint32()))])
+_FINAL = pa.schema([("gid", pa.int64()), ("survivor", pa.int64()), ("reason", pa.int8()), ("doc_id", pa.string()),
+                    ("url", pa.string()), ("warc_file", pa.string())])
+_META = pa.schema([("doc_id", pa.string()), ("url", pa.string()), ("warc_file", pa.string()),
+                   ("rank_key", pa.binary())])
 
 
 @dataclass(frozen=True)
 class DedupPlan:
-    """Everything a dedup task needs (small and picklable: shipped to every Ray task)."""
+    """Everything a dedup task needs: parameters, the files and their sizes (no documents).
+    Shipped once to the object store and shared by every task."""
 
     minhash: MinHashParams
     bands: int
@@ -72,14 +96,24 @@ class DedupPlan:
     partitions: int
     bucket_hubs: int
     threshold: float
+    verify: bool
     verify_with: str
     by_url: bool
+    exact: bool
+    near: bool
     line_enabled: bool
     min_line_chars: int
+    max_repeats: int
+    survivor: tuple[str, ...]
+    work: str
+    files: tuple[str, ...]  # this run's documents files, then the `dedup.against` runs' files
+    new_files: int
+    earlier_removed: tuple[str, ...]  # removed.parquet of the run each earlier file belongs to
+    file_rows: tuple[int, ...] = ()  # filled in after the scan
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: SieveConfig) -> "DedupPlan":
+    def from_config(cls, cfg: SieveConfig, out: str, doc_files: list[str]) -> "DedupPlan":
         near = cfg.dedup.near
         params = cfg.filters.get("minhash") or MinHashParams()
         num_perm = params.num_perm
@@ -91,17 +125,116 @@ class DedupPlan:
         if bands < 1 or rows < 1 or bands * rows > num_perm:
             raise ValueError(f"dedup.near.num_bands ({near.num_bands}) x dedup.near.rows_per_band "
                              f"({near.rows_per_band}) must fit in filters.minhash.num_perm ({num_perm})")
+        earlier = _earlier_files(cfg)
         return cls(minhash=params, bands=bands, rows=rows, partitions=near.partitions, bucket_hubs=near.bucket_hubs,
-                   threshold=near.threshold,
-                   verify_with=near.verify_with, by_url=cfg.dedup.by_url, line_enabled=cfg.dedup.line.enabled,
-                   min_line_chars=cfg.dedup.line.min_line_chars, storage_options=dict(cfg.input.storage_options))
+                   threshold=near.threshold, verify=near.verify, verify_with=near.verify_with,
+                   by_url=cfg.dedup.by_url, exact=cfg.dedup.exact, near=near.enabled,
+                   line_enabled=cfg.dedup.line.enabled, min_line_chars=cfg.dedup.line.min_line_chars,
+                   max_repeats=cfg.dedup.line.max_repeats, survivor=tuple(near.survivor),
+                   work=storage.join(out, "dedup", "work"), files=tuple(doc_files) + tuple(p for p, _ in earlier),
+                   new_files=len(doc_files), earlier_removed=tuple(r for _, r in earlier),
+                   storage_options=dict(cfg.input.storage_options))
 
     def hasher(self) -> MinHasher:
         p = self.minhash
         return MinHasher(p.num_perm, p.seed, p.ngram, p.scheme)
 
+    @property
+    def groups(self) -> int:
+        return max(1, min(self.partitions, len(self.files)))
 
-# ---------------------------------------------------------------- tasks (run on Ray workers)
+    def files_of_group(self, group: int) -> list[int]:
+        n = len(self.files)
+        return [f for f in range(n) if f * self.groups // n == group]
+
+    def group_of(self, gids: np.ndarray) -> np.ndarray:
+        return (gids >> 32) * self.groups // max(1, len(self.files))
+
+    def part_of(self, gids: np.ndarray) -> np.ndarray:
+        """Partition of document ids (mixed: their low bits are row numbers)."""
+        return (_mix(gids.astype(np.uint64)) % np.uint64(self.partitions)).astype(np.int64)
+
+    def index_of(self, gids: np.ndarray) -> np.ndarray:
+        """Global index (file by file, row by row) of document ids."""
+        start = np.concatenate(([0], np.cumsum(self.file_rows, dtype=np.int64)))
+        return start[gids >> 32] + (gids & np.int64(0xFFFFFFFF))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer: spreads ids (or seeds) over all 64 bits."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- spill files
+
+class _Spill:
+    """The records one task sends to the next wave: one Arrow IPC file per destination partition
+    and flush, under <work>/<name>/<partition>/<source>-<chunk>.arrow."""
+
+    def __init__(self, plan: DedupPlan, name: str, source: str, schema: pa.Schema, flush_rows: int = 1 << 21) -> None:
+        self.plan, self.name, self.source, self.schema, self.flush_rows = plan, name, source, schema, flush_rows
+        self.buffers: dict[int, list[pa.Table]] = {}
+        self.rows = self.chunk = self.bytes = 0
+
+    def add(self, table: pa.Table, parts: np.ndarray) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.cast(self.schema)
+        order = np.argsort(parts, kind="stable")
+        sorted_parts = parts[order]
+        bounds = np.flatnonzero(np.concatenate(([True], sorted_parts[1:] != sorted_parts[:-1], [True])))
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            self.buffers.setdefault(int(sorted_parts[lo]), []).append(table.take(pa.array(order[lo:hi])))
+        self.rows += table.num_rows
+        if self.rows >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        for part, tables in sorted(self.buffers.items()):
+            path = storage.join(self.plan.work, self.name, f"{part:05d}", f"{self.source}-{self.chunk:04d}.arrow")
+            self.bytes += _write_arrow(pa.concat_tables(tables), path, self.plan.storage_options)
+        self.buffers, self.rows, self.chunk = {}, 0, self.chunk + 1
+
+    def close(self) -> int:
+        self.flush()
+        return self.bytes
+
+
+def _write_arrow(table: pa.Table, path: str, opts: dict[str, Any]) -> int:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue()
+    storage.makedirs(path.rsplit("/", 1)[0], opts)
+    fs, p = storage.fs_and_path(path, opts)
+    with fs.open(p, "wb") as fh:
+        fh.write(data)
+    return data.size
+
+
+def _read_spilled(plan: DedupPlan, name: str, part: int, schema: pa.Schema) -> pa.Table:
+    """Everything spilled to one partition of `name` (empty table when nothing was)."""
+    tables = []
+    for path in storage.listdir(storage.join(plan.work, name, f"{part:05d}"), ".arrow", plan.storage_options):
+        fs, p = storage.fs_and_path(path, plan.storage_options)
+        with fs.open(p, "rb") as fh:
+            tables.append(pa.ipc.open_stream(fh).read_all())
+    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+
+
+def _result(spills: list[_Spill], **stats: Any) -> dict[str, Any]:
+    return {"bytes": sum(s.close() for s in spills), "rss_mb": _peak_rss_mb(), **stats}
+
+
+# ---------------------------------------------------------------- reading documents files
 
 def _schema(path: str, opts: dict[str, Any]) -> pa.Schema:
     fs, p = storage.fs_and_path(path, opts)
@@ -109,19 +242,51 @@ def _schema(path: str, opts: dict[str, Any]) -> pa.Schema:
         return pq.ParquetFile(fh).schema_arrow
 
 
-def _schema_names(path: str, opts: dict[str, Any]) -> list[str]:
-    return _schema(path, opts).names
+def _earlier_removed_ids(plan: DedupPlan, f: int, warc_files: pa.Array | None) -> pa.Array:
+    """doc_ids that the run of earlier file f removed: only the rows of that run's removed.parquet
+    from the file's WARC files (a pushed-down filter, not the whole file) when it names them."""
+    fs, p = storage.fs_and_path(plan.earlier_removed[f - plan.new_files], plan.storage_options)
+    filters = None if warc_files is None else [("warc_file", "in", pc.unique(warc_files.cast(pa.string())).to_pylist())]
+    if filters is not None and not filters[0][2]:
+        return pa.array([], pa.string())
+    return pq.read_table(p, columns=["doc_id"], filesystem=fs, filters=filters).column("doc_id").combine_chunks()
+
+
+def _earlier_table(plan: DedupPlan, f: int, columns: list[str]) -> pa.Table:
+    """The documents of an earlier run's file that its dedup kept, only `columns`: the same rows
+    in the same order for every caller (their row numbers are this run's gids)."""
+    path = plan.files[f]
+    names = _schema(path, plan.storage_options).names
+    missing = {"doc_id", _SIGNATURES, _TEXT_HASH} - set(names)
+    if missing:
+        raise ValueError(f"{path}: dedup.against needs the minhash filter's columns, {sorted(missing)} missing")
+    columns = [c for c in columns if c in names]
+    read = list(dict.fromkeys(["doc_id", "warc_file", *columns] if "warc_file" in names else ["doc_id", *columns]))
+    table = storage.read_parquet(path, columns=read, storage_options=plan.storage_options)
+    warc = table.column("warc_file").combine_chunks() if "warc_file" in names else None
+    removed = _earlier_removed_ids(plan, f, warc)
+    keep = pc.invert(pc.is_in(table.column("doc_id").cast(pa.string()), value_set=removed))
+    return table.filter(keep).select(columns)
+
+
+def _file_table(plan: DedupPlan, f: int, columns: list[str]) -> pa.Table:
+    """Some columns of file f (those it has), rows as numbered by the scan."""
+    if f >= plan.new_files:
+        return _earlier_table(plan, f, columns)
+    names = _schema(plan.files[f], plan.storage_options).names
+    return storage.read_parquet(plan.files[f], columns=[c for c in columns if c in names],
+                                storage_options=plan.storage_options)
 
 
 def _signatures(table: pa.Table, path: str, plan: DedupPlan) -> np.ndarray:
-    """(n, num_perm) uint32 signatures from the `minhash` column, or computed from the text when
+    """(n, num_perm) uint32 signatures from the minhash column, or computed from the text when
     the documents were annotated without the minhash filter."""
     num_perm, n = plan.minhash.num_perm, table.num_rows
-    if "minhash" not in table.column_names:
+    if _SIGNATURES not in table.column_names:
         hasher = plan.hasher()
         return np.stack([hasher.signature(t) for t in table.column("text").to_pylist()]) if n else \
             np.zeros((0, num_perm), dtype=np.uint32)
-    column = table.column("minhash").combine_chunks()
+    column = table.column(_SIGNATURES).combine_chunks()
     if column.null_count:
         raise ValueError(f"{path}: {column.null_count} documents have no minhash signature")
     flat = np.asarray(column.flatten(), dtype=np.uint32)
@@ -131,204 +296,437 @@ def _signatures(table: pa.Table, path: str, plan: DedupPlan) -> np.ndarray:
     return flat.reshape(n, num_perm)
 
 
-def _by_partition(keys: np.ndarray, values: np.ndarray, partitions: int) -> list[np.ndarray]:
-    """(2, k) uint64 arrays [keys; values], one per partition (partition = key mod P)."""
-    part = (keys % np.uint64(partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-    stacked = np.stack([keys[order], values[order].astype(np.uint64)])
-    return [stacked[:, bounds[p]: bounds[p + 1]] for p in range(partitions)]
-
-
-def scan_file(path: str, file_index: int, plan: DedupPlan) -> tuple:
-    """Map task over one documents file: (meta, *band partitions, *line partitions).
-
-    meta holds the per-document numbers the driver needs; band partitions hold (bucket key, gid)
-    and line partitions (line key, gid), gid = file_index << 32 | row."""
-    opts = plan.storage_options
-    names = _schema_names(path, opts)
-    missing = {"doc_id", "text"} - set(names)
-    if missing:
-        raise ValueError(f"{path}: not a documents file, columns {sorted(missing)} missing")
-    columns = [c for c in ("doc_id", "url", "warc_file", "text", "minhash", "text_hash", "quality_score") if c in names]
-    table = storage.read_parquet(path, columns=columns, storage_options=opts)
-    n = table.num_rows
-    texts = table.column("text")
-    gids = (np.int64(file_index) << np.int64(32)) | np.arange(n, dtype=np.int64)
-    empty = pa.array([""] * n, pa.string())
-    urls = pc.fill_null(table.column("url").combine_chunks(), "") if "url" in names else empty
-    meta = {
-        "doc_id": table.column("doc_id").combine_chunks().cast(pa.string()),
-        "url": urls,
-        "warc_file": table.column("warc_file").combine_chunks() if "warc_file" in names else empty,
-        "text_hash": (table.column("text_hash").to_numpy().astype(np.uint64) if "text_hash" in names
-                      else np.fromiter((text_hash(t) for t in texts.to_pylist()), np.uint64, count=n)),
-        "url_hash": url_keys(urls.to_pylist()) if plan.by_url else np.zeros(n, np.uint64),
-        "quality": (np.nan_to_num(table.column("quality_score").to_numpy(zero_copy_only=False).astype(np.float64),
-                                  nan=-np.inf) if "quality_score" in names else np.zeros(n)),
-        "length": pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64) if n else np.zeros(0, np.int64),
-    }
-    keys = band_keys(_signatures(table, path, plan), plan.bands, plan.rows)
-    band_parts = _by_partition(keys.reshape(-1), np.repeat(gids, plan.bands), plan.partitions)
-    if plan.line_enabled:
-        per_doc = [distinct_line_keys(t, plan.min_line_chars) for t in texts.to_pylist()]
-        line_keys = np.fromiter((k for ks in per_doc for k in ks), dtype=np.uint64)
-        line_gids = np.repeat(gids, [len(ks) for ks in per_doc])
-    else:
-        line_keys, line_gids = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    return (meta, *band_parts, *_by_partition(line_keys, line_gids, plan.partitions))
-
-
-def earlier_table(path: str, removed: np.ndarray, columns: list[str], plan: DedupPlan) -> pa.Table:
-    """The documents of an earlier run's documents file that its dedup kept (`removed` = doc_ids in
-    its dedup/removed.parquet), only `columns`: the same rows, in the same order, for every caller."""
-    names = _schema_names(path, plan.storage_options)
-    missing = {"doc_id", "minhash", "text_hash"} - set(names)
-    if missing:
-        raise ValueError(f"{path}: dedup.against needs the minhash filter's columns, {sorted(missing)} missing")
-    table = storage.read_parquet(path, columns=list(dict.fromkeys(["doc_id", *columns])),
-                                 storage_options=plan.storage_options)
-    keep = pc.invert(pc.is_in(table.column("doc_id").cast(pa.string()), value_set=pa.array(removed, pa.string())))
-    return table.filter(keep).select(columns)
-
-
-def scan_earlier(path: str, file_index: int, removed: np.ndarray, plan: DedupPlan) -> tuple:
-    """Map task like `scan_file` over one earlier run's documents file, without reading its text:
-    no line keys, length 0 (earlier documents rank before every new one anyway)."""
-    names = _schema_names(path, plan.storage_options)
-    columns = [c for c in ("doc_id", "url", "warc_file", "minhash", "text_hash", "quality_score") if c in names]
-    table = earlier_table(path, removed, columns, plan)
-    n = table.num_rows
-    gids = (np.int64(file_index) << np.int64(32)) | np.arange(n, dtype=np.int64)
-    empty = pa.array([""] * n, pa.string())
-    urls = pc.fill_null(table.column("url").combine_chunks(), "") if "url" in names else empty
-    meta = {
-        "doc_id": table.column("doc_id").combine_chunks().cast(pa.string()), "url": urls,
-        "warc_file": table.column("warc_file").combine_chunks() if "warc_file" in names else empty,
-        "text_hash": table.column("text_hash").to_numpy().astype(np.uint64),
-        "url_hash": url_keys(urls.to_pylist()) if plan.by_url else np.zeros(n, np.uint64),
-        "quality": np.zeros(n), "length": np.zeros(n, np.int64),
-    }
-    keys = band_keys(_signatures(table, path, plan), plan.bands, plan.rows)
-    band_parts = _by_partition(keys.reshape(-1), np.repeat(gids, plan.bands), plan.partitions)
-    no_lines = _by_partition(np.zeros(0, np.uint64), np.zeros(0, np.int64), plan.partitions)
-    return (meta, *band_parts, *no_lines)
-
-
-def partition_candidates(excluded: np.ndarray, hubs: int, *parts: np.ndarray) -> np.ndarray:
-    """Reduce task: (gid, gid) candidate pairs from the colliding band buckets of one partition,
-    leaving out documents already removed as exact duplicates."""
-    data = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.uint64)
-    keys, gids = data[0], data[1].astype(np.int64)
-    keep = ~np.isin(gids, excluded)
-    return bucket_pairs(keys[keep], gids[keep], hubs)
-
-
-def partition_boilerplate(excluded: np.ndarray, max_repeats: int, *parts: np.ndarray) -> np.ndarray:
-    """Reduce task: keys of the lines found in more than `max_repeats` surviving documents."""
-    data = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.uint64)
-    keys = data[0][~np.isin(data[1].astype(np.int64), excluded)]
-    values, counts = np.unique(keys, return_counts=True)
-    return values[counts > max_repeats]
-
-
-@dataclass
-class Features:
-    """What verification compares for some documents (keyed by global document index): signature
-    rows, or shingle sets flattened into `values` with `offsets`."""
-
-    ids: np.ndarray
-    values: np.ndarray
-    offsets: np.ndarray | None = None
-
-
-def fetch_features(path: str, first_index: int, plan: DedupPlan, *wanted: np.ndarray) -> list[Features] | Features:
-    """Map task: the features of the `wanted` rows of one documents file, one block per partition."""
-    column = ["text"] if plan.verify_with == "text" or "minhash" not in _schema_names(path, plan.storage_options) \
-        else ["minhash"]
-    return _feature_blocks(storage.read_parquet(path, columns=column, storage_options=plan.storage_options),
-                           path, first_index, plan, wanted)
-
-
-def fetch_earlier_features(path: str, removed: np.ndarray, first_index: int, plan: DedupPlan,
-                           *wanted: np.ndarray) -> list[Features] | Features:
-    """Map task like `fetch_features` over an earlier run's documents file: signatures only."""
-    return _feature_blocks(earlier_table(path, removed, ["minhash"], plan), path, first_index, plan, wanted)
-
-
-def _feature_blocks(table: pa.Table, path: str, first_index: int, plan: DedupPlan,
-                    wanted: tuple[np.ndarray, ...]) -> list[Features] | Features:
-    rows = np.unique(np.concatenate(wanted))
-    table = table.take(pa.array(rows))
+def _features(plan: DedupPlan, f: int, rows: np.ndarray) -> pa.Array:
+    """What verification compares for some rows of file f, as list<uint32>: signatures, or
+    shingle sets read from the text (`verify_with: text`)."""
+    path = plan.files[f]
+    read_text = plan.verify_with == "text" or (f < plan.new_files and
+                                               _SIGNATURES not in _schema(path, plan.storage_options).names)
+    table = _file_table(plan, f, ["text"] if read_text else [_SIGNATURES]).take(pa.array(rows))
     if plan.verify_with == "text":
         sets = [shingle_hashes(t, plan.minhash.ngram) for t in table.column("text").to_pylist()]
-    else:
-        sigs = _signatures(table, path, plan)
-    blocks = []
-    for want in wanted:
-        pos = np.searchsorted(rows, want)
-        if plan.verify_with == "text":
-            chosen = [sets[i] for i in pos]
-            offsets = np.concatenate(([0], np.cumsum([len(s) for s in chosen]))).astype(np.int64)
-            values = np.concatenate(chosen) if chosen else np.zeros(0, np.uint32)
-            blocks.append(Features(want + first_index, values, offsets))
+        offsets = np.concatenate(([0], np.cumsum([len(s) for s in sets]))).astype(np.int32)
+        values = np.concatenate(sets) if sets else np.zeros(0, np.uint32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint32()))
+    sigs = _signatures(table, path, plan)
+    offsets = np.arange(0, sigs.size + 1, max(1, sigs.shape[1]), dtype=np.int32)[: len(sigs) + 1]
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(sigs.reshape(-1), pa.uint32()))
+
+
+def _read_meta(plan: DedupPlan, f: int) -> pa.Table:
+    fs, p = storage.fs_and_path(storage.join(plan.work, "meta", f"{f:06d}.arrow"), plan.storage_options)
+    with fs.open(p, "rb") as fh:
+        return pa.ipc.open_stream(fh).read_all()
+
+
+def _rows_by_file(gids: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(file, positions in gids, rows) for each file the ids fall in."""
+    files = gids >> 32
+    order = np.argsort(files, kind="stable")
+    out = []
+    for f in np.unique(files):
+        pos = order[files[order] == f]
+        out.append((int(f), pos, (gids[pos] & np.int64(0xFFFFFFFF)).astype(np.int64)))
+    return out
+
+
+def _removed_gids(plan: DedupPlan, group: int) -> np.ndarray:
+    """Documents of a group removed by the steps so far (sorted)."""
+    return np.unique(_read_spilled(plan, "removed", group, _REMOVAL).column("gid").to_numpy())
+
+
+# ---------------------------------------------------------------- rank keys
+
+def _order_key_desc(values: np.ndarray) -> np.ndarray:
+    """uint64 keys whose ascending order is the descending order of float64 `values`."""
+    bits = (values.astype(np.float64) + 0.0).view(np.uint64)  # + 0.0: -0.0 ties with 0.0
+    sign = bits >> np.uint64(63)
+    ascending = np.where(sign == 1, ~bits, bits | np.uint64(1 << 63))
+    return ~ascending
+
+
+def _binary(fixed: np.ndarray) -> pa.Array:
+    """Big-endian uint64 values as 8-byte binary strings (which sort like the numbers)."""
+    data = fixed.astype(">u8").tobytes()
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(fixed), [None, pa.py_buffer(data)]).cast(pa.binary())
+
+
+def rank_keys(doc_id: pa.Array, quality: np.ndarray, length: np.ndarray, gids: np.ndarray, earlier: bool,
+              policy: tuple[str, ...]) -> pa.Array:
+    """Binary survivor-preference key per document (smallest is kept): earlier runs' documents
+    first, then the dedup.near.survivor keys, doc_id, and file order."""
+    n = len(gids)
+    segments = [_binary(np.full(n, 0 if earlier else 1, np.uint64))]
+    for key in dict.fromkeys(list(policy) + ["doc_id"]):
+        if key == "quality":
+            segments.append(_binary(_order_key_desc(quality)))
+        elif key == "length":
+            segments.append(_binary(~length.astype(np.uint64)))
+        else:  # doc_id ascending; the NUL terminator keeps "a" before "ab" when more keys follow
+            terminated = pc.binary_join_element_wise(doc_id.cast(pa.binary()), pa.scalar(b"\x00", pa.binary()),
+                                                     pa.scalar(b"", pa.binary()))
+            segments.append(terminated)
+    segments.append(_binary(gids.astype(np.uint64)))
+    return pc.binary_join_element_wise(*segments, pa.scalar(b"", pa.binary()))
+
+
+# ---------------------------------------------------------------- tasks: scan and exact
+
+def scan_group(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group: each file's meta (doc_id, url, warc_file, rank key) to meta/<file>, and its
+    (url hash | text hash, rank key, gid) to the URL step or straight to the exact step."""
+    url_spill = _Spill(plan, "url", f"g{group:05d}", _KEYED)
+    text_spill = _Spill(plan, "text", f"g{group:05d}", _KEYED)
+    rows, meta_bytes = {}, 0
+    for f in plan.files_of_group(group):
+        path, earlier = plan.files[f], f >= plan.new_files
+        names = _schema(path, plan.storage_options).names
+        if not earlier and {"doc_id", "text"} - set(names):
+            raise ValueError(f"{path}: not a documents file, columns {sorted({'doc_id', 'text'} - set(names))} missing")
+        wanted = ["doc_id", "url", "warc_file", _TEXT_HASH, _QUALITY] + ([] if earlier else ["text"])
+        table = _file_table(plan, f, wanted)
+        n = rows[f] = table.num_rows
+        gids = (np.int64(f) << np.int64(32)) | np.arange(n, dtype=np.int64)
+        empty = pa.array([""] * n, pa.string())
+        urls = pc.fill_null(table.column("url").combine_chunks().cast(pa.string()), "") if "url" in names else empty
+        texts = None if earlier else table.column("text")
+        hashes = (table.column(_TEXT_HASH).to_numpy().astype(np.uint64) if _TEXT_HASH in table.column_names
+                  else np.fromiter((text_hash(t) for t in texts.to_pylist()), np.uint64, count=n))
+        quality = (np.nan_to_num(table.column(_QUALITY).to_numpy(zero_copy_only=False).astype(np.float64), nan=-np.inf)
+                   if _QUALITY in table.column_names and not earlier else np.zeros(n))
+        length = (pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64) if n and not earlier
+                  else np.zeros(n, np.int64))
+        doc_id = table.column("doc_id").combine_chunks().cast(pa.string())
+        keys = rank_keys(doc_id, quality, length, gids, earlier, plan.survivor)
+        meta = pa.table({"doc_id": doc_id, "url": urls,
+                         "warc_file": (table.column("warc_file").combine_chunks().cast(pa.string())
+                                       if "warc_file" in names else empty), "rank_key": keys}, schema=_META)
+        meta_bytes += _write_arrow(meta, storage.join(plan.work, "meta", f"{f:06d}.arrow"), plan.storage_options)
+        has_url = pc.greater(pc.utf8_length(urls), 0).to_numpy(zero_copy_only=False) if plan.by_url \
+            else np.zeros(n, bool)
+        url_hash = url_keys(urls.to_pylist()) if plan.by_url else np.zeros(n, np.uint64)
+        keyed = pa.table({"key": url_hash, "text_hash": hashes, "rank_key": keys, "gid": gids}, schema=_KEYED)
+        if plan.by_url:
+            chosen = keyed.filter(pa.array(has_url))
+            url_spill.add(chosen, _key_part(chosen.column("key"), plan))
+        if plan.exact:
+            rest = keyed.filter(pa.array(~has_url)).set_column(0, "key", pa.array(hashes[~has_url], pa.uint64()))
+            text_spill.add(rest, _key_part(rest.column("key"), plan))
+    result = _result([url_spill, text_spill], rows=rows)
+    result["bytes"] += meta_bytes
+    return result
+
+
+def _key_part(keys: pa.ChunkedArray | pa.Array | np.ndarray, plan: DedupPlan) -> np.ndarray:
+    """Partition of hash keys (already uniform): key mod P."""
+    values = keys.to_numpy() if not isinstance(keys, np.ndarray) else keys
+    return (values.astype(np.uint64) % np.uint64(plan.partitions)).astype(np.int64)
+
+
+def _best_first(keys: np.ndarray, rank_key: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, head): rows sorted by (key, rank key) and, for each, the best-ranked row of its key."""
+    order = pc.sort_indices(pa.table({"k": keys, "r": rank_key}),
+                            sort_keys=[("k", "ascending"), ("r", "ascending")]).to_numpy()
+    if len(order) == 0:
+        return order, order
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    return order, np.repeat(order[starts], np.diff(np.append(starts, len(order))))
+
+
+def exact_partition(plan: DedupPlan, step: str, part: int) -> dict[str, Any]:
+    """Per partition of the URL or the text step: in each group of equal keys the best-ranked
+    document stays; the others are removed (earlier runs' documents never are). The URL step
+    sends what stays on to the text step."""
+    table = _read_spilled(plan, step, part, _KEYED)
+    keys, gids = table.column("key").to_numpy(), table.column("gid").to_numpy()
+    order, head = _best_first(keys, table.column("rank_key"))
+    removed = (head != order) & ((gids[order] >> 32) < plan.new_files)
+    reason = REASONS.index(REASON_URL if step == "url" else REASON_EXACT)
+    removals = _Spill(plan, "removed", f"{step}{part:05d}", _REMOVAL)
+    dup = gids[order[removed]]
+    removals.add(pa.table({"gid": dup, "survivor": gids[head[removed]], "reason": np.full(len(dup), reason, np.int8)}),
+                 plan.group_of(dup))
+    spills = [removals]
+    if step == "url" and plan.exact:
+        onward = _Spill(plan, "text", f"url{part:05d}", _KEYED)
+        stay = table.take(pa.array(np.sort(order[~removed])))
+        stay = stay.set_column(0, "key", stay.column("text_hash"))
+        onward.add(stay, _key_part(stay.column("key"), plan))
+        spills.append(onward)
+    return _result(spills, removed=int(removed.sum()))
+
+
+# ---------------------------------------------------------------- tasks: near duplicates
+
+def bands_group(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group: LSH band keys of the documents still alive after exact dedup."""
+    dead = _removed_gids(plan, group)
+    spill = _Spill(plan, "bands", f"g{group:05d}", _BANDS)
+    for f in plan.files_of_group(group):
+        path = plan.files[f]
+        names = set(_schema(path, plan.storage_options).names)
+        table = _file_table(plan, f, [_SIGNATURES] if _SIGNATURES in names else ["text"])
+        gids = (np.int64(f) << np.int64(32)) | np.arange(table.num_rows, dtype=np.int64)
+        alive = ~np.isin(gids, dead)
+        keys = band_keys(_signatures(table.filter(pa.array(alive)), path, plan), plan.bands, plan.rows).reshape(-1)
+        spill.add(pa.table({"key": keys, "gid": np.repeat(gids[alive], plan.bands)}), _key_part(keys, plan))
+    return _result([spill])
+
+
+def candidates_partition(plan: DedupPlan, part: int) -> dict[str, Any]:
+    """Per partition of band keys: candidate pairs (a < b) from colliding buckets, sent to the
+    group of a."""
+    table = _read_spilled(plan, "bands", part, _BANDS)
+    pairs = bucket_pairs(table.column("key").to_numpy(), table.column("gid").to_numpy(), plan.bucket_hubs)
+    spill = _Spill(plan, "pairs", f"p{part:05d}", _PAIRS)
+    spill.add(pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), plan.group_of(pairs[:, 0]))
+    return _result([spill])
+
+
+def _spill_edges(spill: _Spill, a: np.ndarray, b: np.ndarray, plan: DedupPlan) -> None:
+    """Undirected edges, both directions, each under its first node's partition."""
+    u, v = np.concatenate([a, b]), np.concatenate([b, a])
+    spill.add(pa.table({"a": u, "b": v}), plan.part_of(u))
+
+
+def verify_first(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group of a: distinct candidate pairs; with verification, a's features go along to the
+    group of b, else the pairs are the edges."""
+    table = _read_spilled(plan, "pairs", group, _PAIRS)
+    pairs = np.unique(np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1), axis=0) \
+        if table.num_rows else np.zeros((0, 2), np.int64)
+    if not plan.verify:
+        edges = _Spill(plan, "cc00000", f"g{group:05d}", _PAIRS)
+        _spill_edges(edges, pairs[:, 0], pairs[:, 1], plan)
+        return _result([edges], candidates=len(pairs), edges=len(pairs))
+    spill = _Spill(plan, "pairs_a", f"g{group:05d}", _PAIRS_A)
+    for f, pos, rows in _rows_by_file(pairs[:, 0]):
+        unique_rows, inverse = np.unique(rows, return_inverse=True)
+        features = _features(plan, f, unique_rows).take(pa.array(inverse))
+        chosen = pairs[pos]
+        spill.add(pa.table({"a": chosen[:, 0], "b": chosen[:, 1], "feature": features}), plan.group_of(chosen[:, 1]))
+    return _result([spill], candidates=len(pairs))
+
+
+def _similar_rows(first: pa.Array, second: pa.Array, plan: DedupPlan) -> np.ndarray:
+    """Row-wise: is Jaccard(first[i], second[i]) at or above the threshold (signature agreement,
+    or exact Jaccard of shingle sets)."""
+    if len(first) == 0:
+        return np.zeros(0, bool)
+    if plan.verify_with == "signature" and _fixed_width(first) and _fixed_width(second):
+        a = np.asarray(first.flatten()).reshape(len(first), -1)
+        b = np.asarray(second.flatten()).reshape(len(second), -1)
+        return (a == b).sum(axis=1) >= plan.threshold * a.shape[1]
+    a, b = first.to_numpy(zero_copy_only=False), second.to_numpy(zero_copy_only=False)
+    return np.array([exact_jaccard(x, y) >= plan.threshold for x, y in zip(a, b)], dtype=bool)
+
+
+def _fixed_width(features: pa.Array) -> bool:
+    lengths = pc.list_value_length(features).to_numpy(zero_copy_only=False)
+    return len(lengths) == 0 or bool((lengths == lengths[0]).all())
+
+
+def verify_second(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group of b: compare with b's features; pairs at or above the threshold become edges."""
+    table = _read_spilled(plan, "pairs_a", group, _PAIRS_A)
+    b = table.column("b").to_numpy()
+    edges = _Spill(plan, "cc00000", f"g{group:05d}", _PAIRS)
+    verified = 0
+    for f, pos, rows in _rows_by_file(b):
+        unique_rows, inverse = np.unique(rows, return_inverse=True)
+        second = _features(plan, f, unique_rows).take(pa.array(inverse))
+        chosen = table.take(pa.array(pos))
+        ok = _similar_rows(chosen.column("feature").combine_chunks(), second, plan)
+        verified += int(ok.sum())
+        _spill_edges(edges, chosen.column("a").to_numpy()[ok], chosen.column("b").to_numpy()[ok], plan)
+    return _result([edges], edges=verified)
+
+
+def _edges(plan: DedupPlan, name: str, part: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (u, v) of one partition, sorted by u then v."""
+    table = _read_spilled(plan, name, part, _PAIRS)
+    if table.num_rows == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = np.unique(np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _group_min(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (u, v) sorted by u: the start of each u's run and min(u, its smallest v) per run."""
+    starts = np.flatnonzero(np.concatenate(([True], u[1:] != u[:-1])))
+    return starts, np.minimum(u[starts], np.minimum.reduceat(v, starts))
+
+
+def large_star(plan: DedupPlan, name: str, out: str, part: int) -> dict[str, Any]:
+    """Kiveris et al. large-star over one partition: each node's larger neighbours are linked to
+    the smallest node of its neighbourhood. Output grouped by its larger end for small-star."""
+    u, v = _edges(plan, name, part)
+    spill = _Spill(plan, out, f"p{part:05d}", _PAIRS)
+    if not len(u):
+        return _result([spill], changes=0)
+    starts, smallest = _group_min(u, v)
+    m = np.repeat(smallest, np.diff(np.append(starts, len(u))))
+    larger = v > u
+    spill.add(pa.table({"a": v[larger], "b": m[larger]}), plan.part_of(v[larger]))
+    return _result([spill], changes=int(np.count_nonzero(larger & (m != u))))
+
+
+def small_star(plan: DedupPlan, name: str, out: str, part: int) -> dict[str, Any]:
+    """Small-star over one partition of (node, smaller neighbour): the node and its smaller
+    neighbours are linked to the smallest of them. Output in both directions for large-star."""
+    u, v = _edges(plan, name, part)
+    spill = _Spill(plan, out, f"p{part:05d}", _PAIRS)
+    if not len(u):
+        return _result([spill], changes=0)
+    starts, smallest = _group_min(u, v)
+    sizes = np.diff(np.append(starts, len(u)))
+    m = np.repeat(smallest, sizes)
+    linked = v != m
+    a = np.concatenate([v[linked], u[starts]])
+    b = np.concatenate([m[linked], smallest])
+    _spill_edges(spill, a, b, plan)
+    return _result([spill], changes=int(np.count_nonzero(sizes > 1)))
+
+
+def label_partition(plan: DedupPlan, name: str, part: int) -> dict[str, Any]:
+    """After the last round every component is a star around its smallest id: each node's label is
+    min(itself, its neighbours). Sent to the node's group with that label."""
+    u, v = _edges(plan, name, part)
+    spill = _Spill(plan, "nodes", f"p{part:05d}", _PAIRS)
+    if len(u):
+        starts, label = _group_min(u, v)
+        spill.add(pa.table({"a": u[starts], "b": label}), plan.group_of(u[starts]))
+    return _result([spill])
+
+
+def members_group(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group: the rank key (and, for the chain guard, the features) of each component member,
+    sent to its component's partition."""
+    table = _read_spilled(plan, "nodes", group, _PAIRS)
+    gids, labels = table.column("a").to_numpy(), table.column("b").to_numpy()
+    spill = _Spill(plan, "members", f"g{group:05d}", _MEMBERS)
+    for f, pos, rows in _rows_by_file(gids):
+        keys = _read_meta(plan, f).column("rank_key").take(pa.array(rows))
+        if plan.verify:
+            unique_rows, inverse = np.unique(rows, return_inverse=True)
+            features = _features(plan, f, unique_rows).take(pa.array(inverse))
         else:
-            blocks.append(Features(want + first_index, sigs[pos]))
-    return blocks if len(blocks) > 1 else blocks[0]
+            features = pa.array([[]] * len(rows), pa.list_(pa.uint32()))
+        spill.add(pa.table({"label": labels[pos], "gid": gids[pos], "rank_key": keys, "feature": features}),
+                  plan.part_of(labels[pos]))
+    return _result([spill])
 
 
-class _FeatureLookup:
-    """Features of one partition's documents, merged from the per-file blocks."""
-
-    def __init__(self, blocks: tuple[Features, ...], threshold: float) -> None:
-        self.threshold = threshold
-        ids = np.concatenate([b.ids for b in blocks]) if blocks else np.zeros(0, np.int64)
-        order = np.argsort(ids)
-        self.ids = ids[order]
-        self.is_text = bool(blocks) and blocks[0].offsets is not None
-        if self.is_text:
-            sets = [b.values[b.offsets[i]: b.offsets[i + 1]] for b in blocks for i in range(len(b.ids))]
-            self.sets = [sets[i] for i in order]
-        else:
-            self.sigs = np.concatenate([b.values for b in blocks])[order] if blocks else np.zeros((0, 0), np.uint32)
-
-    def similar(self, center: int, others: np.ndarray) -> np.ndarray:
-        c, o = np.searchsorted(self.ids, center), np.searchsorted(self.ids, others)
-        if self.is_text:
-            return np.array([exact_jaccard(self.sets[c], self.sets[j]) >= self.threshold for j in o], dtype=bool)
-        return (self.sigs[o] == self.sigs[c]).sum(axis=1) >= self.threshold * self.sigs.shape[1]
-
-    def verify(self, pairs: np.ndarray) -> np.ndarray:
-        if len(pairs) == 0:
-            return np.zeros(0, dtype=bool)
-        if self.is_text:
-            return np.array([self.similar(int(a), np.array([b]))[0] for a, b in pairs], dtype=bool)
-        a, b = np.searchsorted(self.ids, pairs[:, 0]), np.searchsorted(self.ids, pairs[:, 1])
-        return (self.sigs[a] == self.sigs[b]).sum(axis=1) >= self.threshold * self.sigs.shape[1]
-
-
-def verify_pairs(pairs: np.ndarray, threshold: float, *blocks: Features) -> np.ndarray:
-    """Reduce task: which candidate pairs (global indices) are at or above the threshold."""
-    return _FeatureLookup(blocks, threshold).verify(pairs)
-
-
-def split_components(members: np.ndarray, offsets: np.ndarray, threshold: float, *blocks: Features) -> np.ndarray:
-    """Reduce task: survivor of every member of some components (each in survivor order)."""
-    lookup = _FeatureLookup(blocks, threshold)
-    return np.concatenate([split_component(members[offsets[i]: offsets[i + 1]], lookup.similar)
-                           for i in range(len(offsets) - 1)]) if len(offsets) > 1 else np.zeros(0, np.int64)
+def clusters_partition(plan: DedupPlan, part: int) -> dict[str, Any]:
+    """Per partition of components: members in survivor order. Pairs (and every component when
+    verification is off) keep their best member; larger components are split by the chain guard
+    (a member goes only if similar to its own survivor)."""
+    table = _read_spilled(plan, "members", part, _MEMBERS)
+    labels = table.column("label").to_numpy()
+    order, _ = _best_first(labels, table.column("rank_key"))
+    table = table.take(pa.array(order))
+    labels, gids = labels[order], table.column("gid").to_numpy()
+    starts = np.flatnonzero(np.concatenate(([True], labels[1:] != labels[:-1]))) if len(labels) else np.zeros(0, int)
+    sizes = np.diff(np.append(starts, len(labels)))
+    survivor = np.repeat(gids[starts], sizes)  # the best member of each component
+    chains = [(s, n) for s, n in zip(starts, sizes) if n > 2] if plan.verify else []
+    split = 0
+    if chains:
+        features = table.column("feature").combine_chunks()
+        similar = _similar_positions(features, plan)
+        for start, size in chains:
+            positions = np.arange(start, start + size)
+            centers = split_component(positions, similar)
+            survivor[positions] = gids[centers]
+    new = (gids >> 32) < plan.new_files
+    removed = (survivor != gids) & new
+    if chains:
+        kept_self = ~removed
+        split = sum(int(np.count_nonzero(kept_self[s: s + n])) > 1 for s, n in chains)
+    in_chains = np.zeros(len(gids), bool)
+    for start, size in chains:
+        in_chains[start: start + size] = True
+    spill = _Spill(plan, "removed", f"near{part:05d}", _REMOVAL)
+    spill.add(pa.table({"gid": gids[removed], "survivor": survivor[removed],
+                        "reason": np.full(int(removed.sum()), REASONS.index(REASON_NEAR), np.int8)}),
+              plan.group_of(gids[removed]))
+    return _result([spill], components=len(starts), largest=int(sizes.max(initial=0)), chains_split=split,
+                   removed_in_chains=int(np.count_nonzero(removed & in_chains)))
 
 
-def write_curated(path: str, out_path: str, removed_rows: np.ndarray, boilerplate: np.ndarray,
+def _similar_positions(features: pa.Array, plan: DedupPlan) -> Callable[[int, np.ndarray], np.ndarray]:
+    """`similar(center, others)` over rows of a features array, for `split_component`."""
+    if plan.verify_with == "signature" and _fixed_width(features):
+        sigs = np.asarray(features.flatten()).reshape(len(features), -1)
+        need = plan.threshold * sigs.shape[1]
+        return lambda center, others: (sigs[others] == sigs[center]).sum(axis=1) >= need
+    sets = features.to_numpy(zero_copy_only=False)
+    return lambda center, others: np.array([exact_jaccard(sets[center], sets[o]) >= plan.threshold for o in others],
+                                           dtype=bool)
+
+
+# ---------------------------------------------------------------- tasks: lines and writing
+
+def lines_group(plan: DedupPlan, group: int) -> dict[str, Any]:
+    """Per group: the distinct line keys of every document still alive."""
+    dead = _removed_gids(plan, group)
+    spill = _Spill(plan, "lines", f"g{group:05d}", _BANDS)
+    for f in plan.files_of_group(group):
+        if f >= plan.new_files:
+            continue
+        texts = storage.read_parquet(plan.files[f], columns=["text"], storage_options=plan.storage_options)
+        gids = (np.int64(f) << np.int64(32)) | np.arange(texts.num_rows, dtype=np.int64)
+        alive = ~np.isin(gids, dead)
+        per_doc = [distinct_line_keys(t, plan.min_line_chars) for t in texts.column("text").filter(pa.array(alive)).to_pylist()]
+        keys = np.fromiter((k for ks in per_doc for k in ks), dtype=np.uint64)
+        spill.add(pa.table({"key": keys, "gid": np.repeat(gids[alive], [len(k) for k in per_doc])}),
+                  _key_part(keys, plan))
+    return _result([spill])
+
+
+def boilerplate_partition(plan: DedupPlan, part: int) -> dict[str, Any]:
+    """Per partition of line keys: the lines found in more than max_repeats surviving documents."""
+    keys = _read_spilled(plan, "lines", part, _BANDS).column("key").to_numpy()
+    values, counts = np.unique(keys, return_counts=True)
+    common = values[counts > plan.max_repeats]
+    spill = _Spill(plan, "boilerplate", f"p{part:05d}", pa.schema([("key", pa.uint64())]))
+    spill.add(pa.table({"key": common}), np.zeros(len(common), np.int64))
+    return _result([spill], lines=len(common))
+
+
+def write_group(plan: DedupPlan, group: int, out: str) -> dict[str, Any]:
+    """Per group: each documents file to curated/, without its removed documents and boilerplate
+    lines; documents emptied by line removal are removed too."""
+    boilerplate = frozenset(_read_spilled(plan, "boilerplate", 0, pa.schema([("key", pa.uint64())]))
+                            .column("key").to_numpy().tolist())
+    dead = _removed_gids(plan, group)
+    spill = _Spill(plan, "removed", f"empty{group:05d}", _REMOVAL)
+    totals = Counter()
+    for f in plan.files_of_group(group):
+        if f >= plan.new_files:
+            continue
+        path = plan.files[f]
+        rows = dead[(dead >> 32) == f] & np.int64(0xFFFFFFFF)
+        result = write_curated(path, storage.join(out, "curated", _file_name(path)), rows, boilerplate, plan)
+        emptied = (np.int64(f) << np.int64(32)) | result.pop("emptied_rows")
+        spill.add(pa.table({"gid": emptied, "survivor": emptied,
+                            "reason": np.full(len(emptied), REASONS.index(REASON_EMPTY), np.int8)}),
+                  np.full(len(emptied), group, np.int64))
+        totals.update(result)
+    return _result([spill], **totals)
+
+
+def write_curated(path: str, out_path: str, removed_rows: np.ndarray, boilerplate: frozenset[int],
                   plan: DedupPlan) -> dict[str, Any]:
-    """Write task: one documents file, streamed, without its removed documents and boilerplate
-    lines, minus the minhash column, plus `lines_removed`; returns the rows emptied by line removal."""
+    """One documents file, streamed, without its removed documents and boilerplate lines, minus
+    the minhash column, plus `lines_removed`; returns the rows emptied by line removal."""
     opts = plan.storage_options
     schema = _schema(path, opts)
-    names = [c for c in schema.names if c != "minhash"]
+    names = [c for c in schema.names if c != _SIGNATURES]
     out_schema = pa.schema([schema.field(c) for c in names] + [pa.field("lines_removed", pa.int32())])
     text_type = schema.field("text").type
-    drop, min_chars = frozenset(boilerplate.tolist()), plan.min_line_chars
+    min_chars = plan.min_line_chars
     writer = storage.ParquetStreamWriter(out_path, out_schema, opts)
     emptied: list[int] = []
     kept = lines_removed = docs_with_lines_removed = offset = 0
@@ -338,7 +736,7 @@ def write_curated(path: str, out_path: str, removed_rows: np.ndarray, boilerplat
             offset += batch.num_rows
             keep = ~np.isin(rows, removed_rows)
             table = pa.Table.from_batches([batch.filter(pa.array(keep))])
-            results = [remove_lines(t, drop, min_chars) for t in table.column("text").to_pylist()]
+            results = [remove_lines(t, boilerplate, min_chars) for t in table.column("text").to_pylist()]
             non_empty = np.array([bool(t.strip()) for t, _ in results], dtype=bool)
             emptied.extend(rows[keep][~non_empty].tolist())
             lines_removed += sum(r for _, r in results)
@@ -352,265 +750,142 @@ def write_curated(path: str, out_path: str, removed_rows: np.ndarray, boilerplat
     except BaseException:
         writer.abort()
         raise
-    return {"kept": kept, "lines_removed": lines_removed, "docs_with_lines_removed": docs_with_lines_removed,
+    return {"docs_out": kept, "lines_removed": lines_removed, "docs_with_lines_removed": docs_with_lines_removed,
             "emptied_rows": np.array(emptied, dtype=np.int64)}
+
+
+# ---------------------------------------------------------------- tasks: survivors and report
+
+def jump_ask(plan: DedupPlan, group: int, name: str) -> dict[str, Any]:
+    """Pointer jumping, first half: each removed document asks its survivor's group where that
+    survivor went (URL -> exact -> near -> emptied chains end at a document still kept, or at an
+    emptied one, which points at itself)."""
+    table = _read_spilled(plan, name, group, _REMOVAL)
+    spill = _Spill(plan, f"ask-{name}", f"g{group:05d}", _REMOVAL)
+    spill.add(table, plan.group_of(table.column("survivor").to_numpy()))
+    return _result([spill])
+
+
+def jump_answer(plan: DedupPlan, group: int, name: str, out: str) -> dict[str, Any]:
+    """Pointer jumping, second half: survivor := survivor's survivor, when that one was removed too."""
+    pointers = _read_spilled(plan, name, group, _REMOVAL)
+    asked = _read_spilled(plan, f"ask-{name}", group, _REMOVAL)
+    x, s = pointers.column("gid").to_numpy(), pointers.column("survivor").to_numpy()
+    order = np.argsort(x)
+    x, s = x[order], s[order]
+    target = asked.column("survivor").to_numpy()
+    pos = np.minimum(np.searchsorted(x, target), max(len(x) - 1, 0))
+    found = (x[pos] == target) if len(x) else np.zeros(len(target), bool)
+    jumped = np.where(found, s[pos] if len(x) else target, target)
+    spill = _Spill(plan, out, f"g{group:05d}", _REMOVAL)
+    spill.add(asked.set_column(1, "survivor", pa.array(jumped, pa.int64())), plan.group_of(asked.column("gid").to_numpy()))
+    return _result([spill], changes=int(np.count_nonzero(jumped != target)))
+
+
+def report_first(plan: DedupPlan, group: int, name: str) -> dict[str, Any]:
+    """Per group of removed documents: their doc_id/url/warc_file and counts by file and reason,
+    sent to their survivor's group (emptied documents, with no survivor, stay)."""
+    table = _read_spilled(plan, name, group, _REMOVAL)
+    gids, survivor = table.column("gid").to_numpy(), table.column("survivor").to_numpy()
+    reason = table.column("reason").to_numpy()
+    survivor = np.where(reason == REASONS.index(REASON_EMPTY), -1, survivor)
+    spill = _Spill(plan, "final", f"g{group:05d}", _FINAL)
+    by_file: dict[str, Counter[str]] = {}
+    for f, pos, rows in _rows_by_file(gids):
+        meta = _read_meta(plan, f).take(pa.array(rows))
+        chosen = pa.table({"gid": gids[pos], "survivor": survivor[pos], "reason": reason[pos],
+                           "doc_id": meta.column("doc_id"), "url": meta.column("url"),
+                           "warc_file": meta.column("warc_file")}, schema=_FINAL)
+        for warc, code in zip(meta.column("warc_file").to_pylist(), reason[pos].tolist()):
+            by_file.setdefault(warc, Counter())[REASONS[code]] += 1
+        destination = np.where(survivor[pos] >= 0, plan.group_of(np.maximum(survivor[pos], 0)), group)
+        spill.add(chosen, destination)
+    return _result([spill], removed_by_file={w: dict(c) for w, c in by_file.items()})
+
+
+def _sample_hash(index: np.ndarray, seed: int) -> np.ndarray:
+    return _mix(index.astype(np.uint64) ^ _mix(np.array([seed], np.uint64)))
+
+
+def report_second(plan: DedupPlan, group: int, limit: int, seed: int) -> dict[str, Any]:
+    """Per group of survivors: survivor_id and cluster_id of their removed documents (rows sent
+    back to the removed document's group for the ordered removed.parquet), the cluster size
+    histogram, and cluster-sample candidates: the group's `limit // 2` largest clusters and its
+    `limit` with the smallest sample hash (what the driver needs to pick the global sample)."""
+    table = _read_spilled(plan, "final", group, _FINAL)
+    survivor = table.column("survivor").to_numpy()
+    has = survivor >= 0
+    survivor_id = pa.array([None] * table.num_rows, pa.string())
+    cluster_id = np.where(has, plan.index_of(np.maximum(survivor, 0)), 0)
+    survivor_meta: dict[int, dict[str, Any]] = {}
+    heads = np.unique(survivor[has])
+    if len(heads):
+        ids = np.empty(len(heads), dtype=object)
+        for f, pos, rows in _rows_by_file(heads):
+            meta = _read_meta(plan, f).take(pa.array(rows))
+            ids[pos] = meta.column("doc_id").to_pylist()
+            for p, d, u, w in zip(pos.tolist(), *(meta.column(c).to_pylist() for c in ("doc_id", "url", "warc_file"))):
+                survivor_meta[int(heads[p])] = {"doc_id": d, "url": u, "warc_file": w}
+        survivor_id = pa.array(np.where(has, ids[np.searchsorted(heads, np.maximum(survivor, 0))], None), pa.string())
+    rows = pa.table({"gid": table.column("gid"), "doc_id": table.column("doc_id"), "url": table.column("url"),
+                     "warc_file": table.column("warc_file"),
+                     "reason": pa.array([REASONS[c] for c in table.column("reason").to_numpy()], pa.string()),
+                     "cluster_id": pa.array(cluster_id, mask=~has), "survivor_id": survivor_id})
+    spill = _Spill(plan, "removed_rows", f"g{group:05d}", pa.schema([("gid", pa.int64()), *REMOVED_SCHEMA]))
+    spill.add(rows, plan.group_of(table.column("gid").to_numpy()))
+
+    order = np.flatnonzero(has)
+    order = order[np.lexsort((plan.index_of(table.column("gid").to_numpy()[order]), survivor[order]))]
+    cluster_heads, starts = np.unique(survivor[order], return_index=True)
+    members = np.split(order, starts[1:]) if len(order) else []
+    sizes = np.array([1 + len(m) for m in members], dtype=np.int64)
+    head_index = plan.index_of(cluster_heads)
+    by_size = np.lexsort((head_index, -sizes))[: limit // 2]
+    by_hash = np.argsort(_sample_hash(head_index, seed), kind="stable")[:limit]
+
+    def line(k: int) -> dict[str, Any]:
+        shown = table.take(pa.array(members[k][:_CLUSTER_MEMBERS_SHOWN]))
+        removed = [{"doc_id": d, "url": u, "warc_file": w, "reason": REASONS[r]} for d, u, w, r in zip(
+            *(shown.column(c).to_pylist() for c in ("doc_id", "url", "warc_file", "reason")))]
+        return {"cluster_id": int(head_index[k]), "size": int(sizes[k]), "survivor": survivor_meta[int(cluster_heads[k])],
+                "removed": removed, "removed_not_shown": max(0, len(members[k]) - len(removed))}
+
+    candidates = {int(k): line(int(k)) for k in np.union1d(by_size, by_hash)}
+    return _result([spill], clusters=len(members), histogram=dict(Counter(sizes.tolist())),
+                   largest=[(int(sizes[k]), int(head_index[k])) for k in by_size],
+                   hashed=[(int(_sample_hash(head_index[k: k + 1], seed)[0]), int(head_index[k])) for k in by_hash],
+                   lines={int(head_index[k]): v for k, v in candidates.items()})
+
+
+def write_removed(plan: DedupPlan, out: str) -> dict[str, Any]:
+    """dedup/removed.parquet, streamed group by group in document order."""
+    sink = storage.AtomicFile(storage.join(out, "dedup", "removed.parquet"), plan.storage_options)
+    try:
+        with pq.ParquetWriter(sink.fh, REMOVED_SCHEMA, compression=storage.COMPRESSION) as writer:
+            for group in range(plan.groups):
+                table = _read_spilled(plan, "removed_rows", group, pa.schema([("gid", pa.int64()), *REMOVED_SCHEMA]))
+                table = table.take(pc.sort_indices(table, sort_keys=[("gid", "ascending")]))
+                writer.write_table(table.select(REMOVED_SCHEMA.names).cast(REMOVED_SCHEMA))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    return _result([])
 
 
 # ---------------------------------------------------------------- driver
 
-@dataclass
-class _Corpus:
-    """Per-document state on the driver, in global index order (file by file, row by row)."""
-
-    gid: np.ndarray
-    file_start: np.ndarray
-    doc_id: pa.Array
-    url: pa.Array
-    warc_file: pa.Array
-    numbers: dict[str, np.ndarray]
-    earlier: np.ndarray  # documents of `dedup.against` runs (after this run's): never removed
-    rank: np.ndarray = field(init=False)
-    survivor: np.ndarray = field(init=False)
-    reason: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        n = len(self.gid)
-        self.survivor = np.arange(n)
-        self.reason = np.zeros(n, dtype=np.int8)
-
-    @property
-    def n(self) -> int:
-        return len(self.gid)
-
-    @property
-    def alive(self) -> np.ndarray:
-        return self.reason == 0
-
-    @property
-    def n_new(self) -> int:
-        return self.n - int(self.earlier.sum())
-
-    def remove(self, indices: np.ndarray, survivors: np.ndarray, reason: str) -> None:
-        """Earlier runs' documents always survive: removing one is a no-op."""
-        indices, survivors = np.broadcast_arrays(np.asarray(indices), np.asarray(survivors))
-        new = ~self.earlier[indices]
-        self.survivor[indices[new]] = survivors[new]
-        self.reason[indices[new]] = REASONS.index(reason)
-
-    def index_of(self, gids: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.gid, gids)
-
-    def file_of(self, indices: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.file_start, indices, side="right") - 1
-
-
-def _survivor_rank(corpus: _Corpus, policy: list[str]) -> np.ndarray:
-    """rank[i] = position of document i in survivor preference (0 = kept first); earlier runs'
-    documents come before all of this run's."""
-    columns = {"quality": pa.array(corpus.numbers["quality"]), "length": pa.array(corpus.numbers["length"]),
-               "doc_id": corpus.doc_id, "index": pa.array(np.arange(corpus.n))}
-    order_by = {"quality": "descending", "length": "descending", "doc_id": "ascending"}
-    keys = [(k, order_by[k]) for k in dict.fromkeys(list(policy) + ["doc_id"])] + [("index", "ascending")]
-    columns["new"] = pa.array(~corpus.earlier)
-    keys = [("new", "ascending")] + keys
-    order = pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
-    rank = np.empty(corpus.n, dtype=np.int64)
-    rank[order] = np.arange(corpus.n)
-    return rank
-
-
-def _exact_groups(values: np.ndarray, rank: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(duplicates, their survivors) among `eligible` documents with equal `values` (best rank kept)."""
-    idx = np.flatnonzero(eligible)
-    order = idx[np.lexsort((rank[idx], values[idx]))]
-    if len(order) == 0:
-        return order, order
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
-    heads = np.repeat(order[starts], np.diff(np.append(starts, len(order))))
-    dup = heads != order
-    return order[dup], heads[dup]
-
-
-def _split_even(items: list[np.ndarray], partitions: int) -> list[list[np.ndarray]]:
-    """Items (arrays) in order, cut into `partitions` runs of about equal total length."""
-    total = max(1, sum(len(i) for i in items))
-    runs: list[list[np.ndarray]] = [[] for _ in range(partitions)]
-    done = 0
-    for item in items:
-        runs[min(partitions - 1, done * partitions // total)].append(item)
-        done += len(item)
-    return runs
-
-
-class _Stage:
-    """One run of the dedup stage (driver side)."""
-
-    def __init__(self, ray: Any, cfg: SieveConfig, out: str, doc_files: list[str]) -> None:
-        self.ray, self.cfg, self.out, self.doc_files = ray, cfg, out, doc_files
-        self.plan = DedupPlan.from_config(cfg)
-        self.earlier = _earlier_files(cfg)  # (path, doc_ids its run removed)
-        self.seconds: dict[str, float] = {}
-
-    def _timed(self, phase: str, started: float) -> None:
-        self.seconds[phase] = round(time.time() - started, 3)
-
-    def scan(self) -> tuple[_Corpus, list[list[Any]], list[list[Any]]]:
-        started, P = time.time(), self.plan.partitions
-        scan = self.ray.remote(scan_file).options(num_returns=1 + 2 * P)
-        refs = [scan.remote(path, i, self.plan) for i, path in enumerate(self.doc_files)]
-        scan_old = self.ray.remote(scan_earlier).options(num_returns=1 + 2 * P)
-        refs += [scan_old.remote(path, len(self.doc_files) + j, removed, self.plan)
-                 for j, (path, removed) in enumerate(self.earlier)]
-        metas = self.ray.get([r[0] for r in refs])
-        sizes = [len(m["doc_id"]) for m in metas]
-        corpus = _Corpus(
-            gid=np.concatenate([(np.int64(i) << np.int64(32)) | np.arange(s, dtype=np.int64)
-                                for i, s in enumerate(sizes)]) if metas else np.zeros(0, np.int64),
-            file_start=np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64) if metas else np.zeros(1, np.int64),
-            doc_id=pa.concat_arrays([m["doc_id"] for m in metas]) if metas else pa.array([], pa.string()),
-            url=pa.concat_arrays([m["url"].cast(pa.string()) for m in metas]) if metas else pa.array([], pa.string()),
-            warc_file=(pa.concat_arrays([m["warc_file"].cast(pa.string()) for m in metas]).dictionary_encode()
-                       if metas else pa.array([], pa.string())),
-            numbers={k: np.concatenate([m[k] for m in metas]) if metas else np.zeros(0)
-                     for k in ("text_hash", "url_hash", "quality", "length")},
-            earlier=np.repeat(np.arange(len(sizes)) >= len(self.doc_files), np.asarray(sizes, dtype=np.int64)),
-        )
-        corpus.rank = _survivor_rank(corpus, list(self.cfg.dedup.near.survivor))
-        self._timed("scan", started)
-        return corpus, [list(r[1: 1 + P]) for r in refs], [list(r[1 + P:]) for r in refs]
-
-    def exact(self, corpus: _Corpus) -> None:
-        started = time.time()
-        urls_present = pc.greater(pc.utf8_length(corpus.url), 0).to_numpy(zero_copy_only=False)
-        for enabled, key, reason, eligible in ((self.cfg.dedup.by_url, "url_hash", REASON_URL, urls_present),
-                                               (self.cfg.dedup.exact, "text_hash", REASON_EXACT, True)):
-            if enabled:
-                dups, heads = _exact_groups(corpus.numbers[key], corpus.rank, corpus.alive & eligible)
-                corpus.remove(dups, heads, reason)
-        self._timed("exact", started)
-
-    def _ship_features(self, corpus: _Corpus, wanted: list[np.ndarray]) -> list[list[Any]]:
-        """Fetch tasks (one per documents file) sending each partition the features of its
-        `wanted` documents (global indices); returns the feature refs of every partition."""
-        per_part: list[list[Any]] = [[] for _ in wanted]
-        fetch = self.ray.remote(fetch_features).options(num_returns=len(wanted))
-        fetch_old = self.ray.remote(fetch_earlier_features).options(num_returns=len(wanted))
-        files = [corpus.file_of(w) for w in wanted]
-        for f in np.unique(np.concatenate(files)) if wanted else []:
-            local = [w[fw == f] - corpus.file_start[f] for w, fw in zip(wanted, files)]
-            if f < len(self.doc_files):
-                refs = fetch.remote(self.doc_files[f], int(corpus.file_start[f]), self.plan, *local)
-            else:
-                path, removed = self.earlier[f - len(self.doc_files)]
-                refs = fetch_old.remote(path, removed, int(corpus.file_start[f]), self.plan, *local)
-            refs = refs if isinstance(refs, list) else [refs]
-            for p, (ref, rows) in enumerate(zip(refs, local)):
-                if len(rows):
-                    per_part[p].append(ref)
-        return per_part
-
-    def near(self, corpus: _Corpus, band_refs: list[list[Any]]) -> dict[str, Any]:
-        near, P = self.cfg.dedup.near, self.plan.partitions
-        started = time.time()
-        excluded = self.ray.put(corpus.gid[~corpus.alive])
-        reduce = self.ray.remote(partition_candidates)
-        parts = self.ray.get([reduce.remote(excluded, self.plan.bucket_hubs, *[refs[p] for refs in band_refs])
-                              for p in range(P)])
-        pairs = np.unique(corpus.index_of(np.concatenate(parts)), axis=0) if sum(map(len, parts)) else \
-            np.zeros((0, 2), np.int64)
-        self._timed("candidates", started)
-
-        started = time.time()
-        if near.verify and len(pairs):
-            chunks = np.array_split(pairs, P)
-            feature_refs = self._ship_features(corpus, [np.unique(c) for c in chunks])
-            verify = self.ray.remote(verify_pairs)
-            ok = np.concatenate(self.ray.get([verify.remote(c, near.threshold, *refs)
-                                              for c, refs in zip(chunks, feature_refs)]))
-            edges = pairs[ok]
-        else:
-            edges = pairs
-        self._timed("verify", started)
-
-        started = time.time()
-        nodes = np.unique(edges)
-        labels = connected_components(len(nodes), np.searchsorted(nodes, edges))
-        components = [nodes[c] for c in components_in_rank_order(labels, corpus.rank[nodes])]
-        chains = [c for c in components if len(c) > 2] if near.verify else []
-        for members in components:  # pairs are verified edges; without verify, plain components
-            if len(members) == 2 or not near.verify:
-                corpus.remove(members[1:], members[0], REASON_NEAR)
-        survivors_before = int(corpus.alive.sum())
-        if chains:
-            runs = _split_even(chains, P)
-            feature_refs = self._ship_features(corpus, [np.unique(np.concatenate(r)) if r else np.zeros(0, np.int64)
-                                                        for r in runs])
-            split = self.ray.remote(split_components)
-            jobs = [(np.concatenate(r), np.concatenate(([0], np.cumsum([len(c) for c in r]))))
-                    for r in runs if r]
-            results = self.ray.get([split.remote(m, o, near.threshold, *refs)
-                                    for (m, o), refs in zip(jobs, [f for f, r in zip(feature_refs, runs) if r])])
-            for (members, _), centers in zip(jobs, results):
-                moved = centers != members
-                corpus.remove(members[moved], centers[moved], REASON_NEAR)
-        self._timed("cluster", started)
-        sizes = [len(c) for c in components]
-        return {"candidate_pairs": int(len(pairs)), "verified_edges": int(len(edges)),
-                "rejected_candidates": int(len(pairs) - len(edges)), "components": len(components),
-                "largest_component": max(sizes, default=0),
-                "components_split_by_chain_check": self._chains_split(corpus, chains),
-                "removed_in_components_of_3_plus": survivors_before - int(corpus.alive.sum())}
-
-    @staticmethod
-    def _chains_split(corpus: _Corpus, chains: list[np.ndarray]) -> int:
-        """How many components kept more than one survivor (chains the check refused to merge)."""
-        return sum(int(np.count_nonzero(corpus.survivor[c] == c)) > 1 for c in chains)
-
-    def boilerplate(self, corpus: _Corpus, line_refs: list[list[Any]]) -> np.ndarray:
-        started = time.time()
-        if not self.plan.line_enabled:
-            return np.zeros(0, dtype=np.uint64)
-        excluded = self.ray.put(corpus.gid[~corpus.alive])
-        reduce = self.ray.remote(partition_boilerplate)
-        max_repeats = self.cfg.dedup.line.max_repeats
-        parts = self.ray.get([reduce.remote(excluded, max_repeats, *[refs[p] for refs in line_refs])
-                              for p in range(self.plan.partitions)])
-        self._timed("boilerplate", started)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-
-    def write(self, corpus: _Corpus, boilerplate: np.ndarray) -> dict[str, int]:
-        started = time.time()
-        _remove_stale_curated(self.out, self.doc_files, self.plan.storage_options)
-        boilerplate_ref = self.ray.put(boilerplate)
-        write = self.ray.remote(write_curated)
-        removed = np.flatnonzero(~corpus.alive)
-        removed_file = corpus.file_of(removed)
-        jobs = [write.remote(path, storage.join(self.out, "curated", _file_name(path)),
-                             removed[removed_file == f] - corpus.file_start[f], boilerplate_ref, self.plan)
-                for f, path in enumerate(self.doc_files)]
-        written = self.ray.get(jobs)
-        for f, result in enumerate(written):
-            emptied = result["emptied_rows"] + corpus.file_start[f]
-            corpus.remove(emptied, emptied, REASON_EMPTY)
-        self._timed("write", started)
-        return {"docs_out": sum(w["kept"] for w in written), "lines_removed": sum(w["lines_removed"] for w in written),
-                "docs_with_lines_removed": sum(w["docs_with_lines_removed"] for w in written)}
-
-
-def _earlier_files(cfg: SieveConfig) -> list[tuple[str, np.ndarray]]:
-    """Every documents file of the `dedup.against` runs with the doc_ids their dedup removed
-    (read from dedup/removed.parquet): what they curated, without reading any text."""
+def _earlier_files(cfg: SieveConfig) -> list[tuple[str, str]]:
+    """Every documents file of the `dedup.against` runs, each with its run's dedup/removed.parquet
+    (what that run's dedup removed, read by the tasks): their curated documents, never their text."""
     opts, files = cfg.input.storage_options, []
     for run in cfg.dedup.against:
         if not storage.exists(storage.join(run, "dedup", "stats.json"), opts):
             raise ValueError(f"dedup.against: {run} has no finished dedup stage (dedup/stats.json missing)")
-        removed = storage.read_parquet(storage.join(run, "dedup", "removed.parquet"), columns=["doc_id"],
-                                       storage_options=opts).column("doc_id").to_numpy(zero_copy_only=False)
         paths = storage.listdir(storage.join(run, "documents"), ".parquet", opts)
         if not paths:
             raise ValueError(f"dedup.against: {run} has no documents/*.parquet")
-        files += [(path, removed.astype(object)) for path in paths]
+        files += [(path, storage.join(run, "dedup", "removed.parquet")) for path in paths]
     return files
 
 
@@ -628,59 +903,100 @@ def _remove_stale_curated(out: str, doc_files: list[str], opts: dict[str, Any]) 
             fs.rm(p)
 
 
-def _final_survivors(corpus: _Corpus) -> np.ndarray:
-    """Survivor per document after all steps: a document removed in favour of one that a later
-    step removed (URL -> exact -> near) points to where that chain ends."""
-    survivor = corpus.survivor.copy()
-    for _ in range(len(REASONS)):
-        survivor = survivor[survivor]
-    survivor[corpus.reason == REASONS.index(REASON_EMPTY)] = -1
-    return survivor
+class _Waves:
+    """Runs the waves of tasks from the driver and keeps only their small results."""
+
+    def __init__(self, ray: Any, plan: DedupPlan) -> None:
+        self.ray, self.plan = ray, plan
+        self.plan_ref = ray.put(plan)
+        self.seconds: dict[str, float] = {}
+        self.bytes = 0
+        self.task_rss_mb = 0.0
+        self.waves = 0
+
+    def replan(self, plan: DedupPlan) -> None:
+        self.plan, self.plan_ref = plan, self.ray.put(plan)
+
+    def run(self, fn: Callable[..., dict[str, Any]], args: list[tuple]) -> list[dict[str, Any]]:
+        task = self.ray.remote(fn)
+        results = self.ray.get([task.remote(self.plan_ref, *a) for a in args])
+        self.waves += 1
+        self.bytes += sum(r["bytes"] for r in results)
+        self.task_rss_mb = max([self.task_rss_mb] + [r["rss_mb"] for r in results])
+        return results
+
+    def groups(self, fn: Callable[..., dict[str, Any]], *extra: Any) -> list[dict[str, Any]]:
+        return self.run(fn, [(g, *extra) for g in range(self.plan.groups)])
+
+    def partitions(self, fn: Callable[..., dict[str, Any]], *before: Any) -> list[dict[str, Any]]:
+        return self.run(fn, [(*before, p) for p in range(self.plan.partitions)])
+
+    def timed(self, phase: str, started: float) -> None:
+        self.seconds[phase] = round(self.seconds.get(phase, 0) + time.time() - started, 3)
 
 
-def _write_removed(out: str, corpus: _Corpus, survivor: np.ndarray, opts: dict[str, Any]) -> None:
-    removed = np.flatnonzero(~corpus.alive)
-    has_survivor = survivor[removed] >= 0
-    cluster_id = pa.array(np.where(has_survivor, survivor[removed], 0), mask=~has_survivor)
-    survivor_id = pc.if_else(pa.array(has_survivor), corpus.doc_id.take(pa.array(np.maximum(survivor[removed], 0))),
-                             pa.scalar(None, pa.string()))
-    table = pa.table({
-        "doc_id": corpus.doc_id.take(pa.array(removed)), "url": corpus.url.take(pa.array(removed)),
-        "warc_file": corpus.warc_file.take(pa.array(removed)).cast(pa.string()),
-        "reason": pa.array([REASONS[c] for c in corpus.reason[removed]], pa.string()),
-        "cluster_id": cluster_id.cast(pa.int64()), "survivor_id": survivor_id,
-    }, schema=REMOVED_SCHEMA)
-    storage.write_parquet(table, storage.join(out, "dedup", "removed.parquet"), opts)
+def _near(waves: _Waves) -> dict[str, Any]:
+    plan = waves.plan
+    started = time.time()
+    waves.groups(bands_group)
+    waves.partitions(candidates_partition)
+    waves.timed("candidates", started)
+    started = time.time()
+    first = waves.groups(verify_first)
+    candidates = sum(r["candidates"] for r in first)
+    edges = sum(r["edges"] for r in waves.groups(verify_second)) if plan.verify else candidates
+    waves.timed("verify", started)
+    started = time.time()
+    name, rounds = "cc00000", 0
+    while edges:
+        large = sum(r["changes"] for r in waves.partitions(large_star, name, f"cc{rounds * 2 + 1:05d}"))
+        small = sum(r["changes"] for r in waves.partitions(small_star, f"cc{rounds * 2 + 1:05d}",
+                                                           f"cc{rounds * 2 + 2:05d}"))
+        rounds += 1
+        name = f"cc{rounds * 2:05d}"
+        if large == small == 0:
+            break
+        if rounds >= _MAX_CC_ROUNDS:
+            raise RuntimeError(f"dedup: connected components did not converge in {rounds} rounds")
+    stats = {"candidate_pairs": candidates, "verified_edges": edges, "rejected_candidates": candidates - edges,
+             "components": 0, "largest_component": 0, "components_split_by_chain_check": 0,
+             "removed_in_components_of_3_plus": 0, "components_rounds": rounds}
+    if edges:
+        waves.partitions(label_partition, name)
+        waves.groups(members_group)
+        results = waves.partitions(clusters_partition)
+        stats.update(components=sum(r["components"] for r in results),
+                     largest_component=max(r["largest"] for r in results),
+                     components_split_by_chain_check=sum(r["chains_split"] for r in results),
+                     removed_in_components_of_3_plus=sum(r["removed_in_chains"] for r in results))
+    waves.timed("cluster", started)
+    return stats
 
 
-def _cluster_members(corpus: _Corpus, survivor: np.ndarray) -> dict[int, np.ndarray]:
-    removed = np.flatnonzero((~corpus.alive) & (survivor >= 0))
-    order = removed[np.argsort(survivor[removed], kind="stable")]
-    heads, starts = np.unique(survivor[order], return_index=True)
-    return dict(zip(heads.tolist(), np.split(order, starts[1:])))
+def _final_survivors(waves: _Waves) -> str:
+    """Pointer jumping until every removed document points at where its chain ends; returns the
+    name of the spilled final pointers."""
+    name, rounds = "removed", 0
+    while True:
+        waves.groups(jump_ask, name)
+        out = f"jump{rounds:03d}"
+        changes = sum(r["changes"] for r in waves.groups(jump_answer, name, out))
+        name, rounds = out, rounds + 1
+        if changes == 0:
+            return name
+        if rounds > 2 * len(REASONS):
+            raise RuntimeError("dedup: survivor chains did not resolve")
 
 
-def _write_cluster_sample(out: str, corpus: _Corpus, clusters: dict[int, np.ndarray], limit: int,
-                          seed: int, opts: dict[str, Any]) -> None:
-    """dedup/clusters.jsonl: half the largest clusters, half a seeded random sample of the others,
-    each with its survivor and (up to 20) removed members, URLs included."""
-    by_size = sorted(clusters, key=lambda s: (-len(clusters[s]), s))
-    largest = by_size[: limit // 2]
-    rest = by_size[limit // 2:]
-    chosen = largest + sorted(random.Random(seed).sample(rest, min(len(rest), limit - len(largest))))
-
-    def doc(i: int) -> dict[str, Any]:
-        return {"doc_id": corpus.doc_id[i].as_py(), "url": corpus.url[i].as_py(),
-                "warc_file": corpus.warc_file[i].as_py()}
-
-    lines = []
-    for head in chosen:
-        members = clusters[head]
-        shown = [{**doc(int(i)), "reason": REASONS[corpus.reason[i]]} for i in members[:_CLUSTER_MEMBERS_SHOWN]]
-        lines.append(json.dumps({"cluster_id": int(head), "size": 1 + len(members), "survivor": doc(head),
-                                 "removed": shown, "removed_not_shown": max(0, len(members) - len(shown))}))
-    storage.atomic_write_bytes(storage.join(out, "dedup", "clusters.jsonl"),
-                               "".join(line + "\n" for line in lines).encode(), opts)
+def _cluster_sample(results: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """dedup/clusters.jsonl lines: half the largest clusters, then clusters with the smallest
+    seeded sample hash (a sample that no partitioning changes), each as the groups wrote it."""
+    lines = {k: v for r in results for k, v in r["lines"].items()}
+    largest = [head for _, head in sorted((-size, head) for r in results for size, head in r["largest"])][: limit // 2]
+    chosen = set(largest)
+    hashed = sorted(h for r in results for h in r["hashed"] if h[1] not in chosen)
+    sample = sorted(head for _, head in hashed[: max(0, limit - len(largest))])
+    return [lines[h] for h in largest + sample]
 
 
 def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str | None = None) -> dict[str, Any]:
@@ -698,29 +1014,60 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
         return stored
     storage.remove_file(marker, opts)
     started = time.time()
-    stage = _Stage(init_ray(cfg), cfg, out, doc_files)
-    plan = stage.plan
-    corpus, band_refs, line_refs = stage.scan()
-    stage.exact(corpus)
-    near_stats = stage.near(corpus, band_refs) if cfg.dedup.near.enabled else {}
-    boilerplate = stage.boilerplate(corpus, line_refs)
-    written = stage.write(corpus, boilerplate)
+    plan = DedupPlan.from_config(cfg, out, doc_files)
+    storage.remove_tree(plan.work, opts)
+    waves = _Waves(init_ray(cfg), plan)
 
-    survivor = _final_survivors(corpus)
-    _write_removed(out, corpus, survivor, opts)
-    clusters = _cluster_members(corpus, survivor)
-    _write_cluster_sample(out, corpus, clusters, cfg.dedup.near.sample_clusters, cfg.run.seed, opts)
-    removed = np.flatnonzero(~corpus.alive)
-    reasons = [REASONS[c] for c in corpus.reason[removed]]
+    scanned = waves.groups(scan_group)
+    rows = {f: n for r in scanned for f, n in r["rows"].items()}
+    plan = dataclasses.replace(plan, file_rows=tuple(rows[f] for f in range(len(plan.files))))
+    waves.replan(plan)
+    waves.timed("scan", started)
+    t = time.time()
+    if cfg.dedup.by_url:
+        waves.partitions(exact_partition, "url")
+    if cfg.dedup.exact:
+        waves.partitions(exact_partition, "text")
+    waves.timed("exact", t)
+    near_stats = _near(waves) if cfg.dedup.near.enabled else {}
+    t = time.time()
+    boilerplate = 0
+    if plan.line_enabled:
+        waves.groups(lines_group)
+        boilerplate = sum(r["lines"] for r in waves.partitions(boilerplate_partition))
+    waves.timed("boilerplate", t)
+    t = time.time()
+    _remove_stale_curated(out, doc_files, opts)
+    written = Counter()
+    for r in waves.groups(write_group, out):
+        written.update({k: r[k] for k in ("docs_out", "lines_removed", "docs_with_lines_removed") if k in r})
+    waves.timed("write", t)
+    t = time.time()
+    final = _final_survivors(waves)
+    firsts = waves.groups(report_first, final)
+    seconds = waves.groups(report_second, cfg.dedup.near.sample_clusters, cfg.run.seed)
+    waves.run(write_removed, [(out,)])
+    lines = _cluster_sample(seconds, cfg.dedup.near.sample_clusters)
+    storage.atomic_write_bytes(storage.join(out, "dedup", "clusters.jsonl"),
+                               "".join(json.dumps(line) + "\n" for line in lines).encode(), opts)
+    waves.timed("survivors", t)
     removed_by_file: dict[str, Counter[str]] = {}
-    for warc, reason in zip(corpus.warc_file.take(pa.array(removed)).cast(pa.string()).to_pylist(), reasons):
-        removed_by_file.setdefault(warc, Counter())[reason] += 1
-    cluster_sizes = Counter(1 + len(m) for m in clusters.values())
+    for r in firsts:
+        for warc, counts in r["removed_by_file"].items():
+            removed_by_file.setdefault(warc, Counter()).update(counts)
+    removed_by_reason = Counter()
+    for counts in removed_by_file.values():
+        removed_by_reason.update(counts)
+    histogram = Counter()
+    for r in seconds:
+        histogram.update(r["histogram"])
+    n_new = sum(plan.file_rows[: plan.new_files])
     stats = {
         "config_hash": cfg.hash(), "fingerprint": fingerprint,
-        "files": len(doc_files), "docs_in": corpus.n_new, **written,
-        **({"against_docs": corpus.n - corpus.n_new} if cfg.dedup.against else {}),
-        "removed_by_reason": dict(Counter(reasons)),
+        "files": len(doc_files), "docs_in": n_new,
+        **{k: int(written.get(k, 0)) for k in ("docs_out", "lines_removed", "docs_with_lines_removed")},
+        **({"against_docs": sum(plan.file_rows[plan.new_files:])} if cfg.dedup.against else {}),
+        "removed_by_reason": {r: removed_by_reason[r] for r in REASONS[1:] if removed_by_reason[r]},
         "removed_by_file": {w: dict(c) for w, c in sorted(removed_by_file.items())},
         "lsh": {"num_perm": plan.minhash.num_perm, "ngram": plan.minhash.ngram, "bands": plan.bands,
                 "rows": plan.rows, "threshold": plan.threshold,
@@ -728,14 +1075,17 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
                 "partitions": plan.partitions, "bucket_hubs": plan.bucket_hubs, "verify": cfg.dedup.near.verify,
                 "verify_with": plan.verify_with},
         "near": near_stats,
-        "clusters": len(clusters),
-        "cluster_size_histogram": {str(k): v for k, v in sorted(cluster_sizes.items())},
-        "boilerplate_lines": int(len(boilerplate)),
-        "phase_seconds": stage.seconds,
+        "clusters": sum(r["clusters"] for r in seconds),
+        "cluster_size_histogram": {str(k): v for k, v in sorted(histogram.items())},
+        "boilerplate_lines": int(boilerplate),
+        "scale": {"groups": plan.groups, "partitions": plan.partitions, "waves": waves.waves,
+                  "bytes_spilled": int(waves.bytes), "task_peak_rss_mb": round(waves.task_rss_mb, 1)},
+        "phase_seconds": waves.seconds,
         "seconds": round(time.time() - started, 3),
     }
-    if stats["docs_out"] + sum(stats["removed_by_reason"].values()) != corpus.n_new:
+    storage.remove_tree(plan.work, opts)
+    if stats["docs_out"] + sum(stats["removed_by_reason"].values()) != n_new:
         raise AssertionError(f"dedup accounting: {stats['docs_out']} kept + {stats['removed_by_reason']} "
-                             f"removed != {corpus.n_new} documents in {len(doc_files)} files")
+                             f"removed != {n_new} documents in {len(doc_files)} files")
     storage.atomic_write_json(marker, stats, opts)
     return stats
