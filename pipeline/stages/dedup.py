@@ -906,8 +906,11 @@ def _remove_stale_curated(out: str, doc_files: list[str], opts: dict[str, Any]) 
 class _Waves:
     """Runs the waves of tasks from the driver and keeps only their small results."""
 
-    def __init__(self, ray: Any, plan: DedupPlan) -> None:
+    def __init__(self, ray: Any, plan: DedupPlan, task_memory_mb: int | None = None) -> None:
         self.ray, self.plan = ray, plan
+        self.options: dict[str, Any] = {"num_cpus": 1, "max_retries": 3}  # tasks rewrite their outputs: retry-safe
+        if task_memory_mb:
+            self.options["memory"] = task_memory_mb * 1024 * 1024
         self.plan_ref = ray.put(plan)
         self.seconds: dict[str, float] = {}
         self.bytes = 0
@@ -918,7 +921,7 @@ class _Waves:
         self.plan, self.plan_ref = plan, self.ray.put(plan)
 
     def run(self, fn: Callable[..., dict[str, Any]], args: list[tuple]) -> list[dict[str, Any]]:
-        task = self.ray.remote(fn)
+        task = self.ray.remote(fn).options(**self.options)
         results = self.ray.get([task.remote(self.plan_ref, *a) for a in args])
         self.waves += 1
         self.bytes += sum(r["bytes"] for r in results)
@@ -935,6 +938,22 @@ class _Waves:
         self.seconds[phase] = round(self.seconds.get(phase, 0) + time.time() - started, 3)
 
 
+def connected_components_rounds(waves: _Waves) -> tuple[str, int]:
+    """Large-star then small-star over the spilled edges (cc00000, both directions) until a round
+    changes nothing: then every component is a star around its smallest id (Kiveris et al. 2014,
+    O(log^2 n) rounds). Returns the name of the last round's edges and the number of rounds."""
+    name, rounds = "cc00000", 0
+    while True:
+        middle, name_next = f"cc{rounds * 2 + 1:05d}", f"cc{rounds * 2 + 2:05d}"
+        large = sum(r["changes"] for r in waves.partitions(large_star, name, middle))
+        small = sum(r["changes"] for r in waves.partitions(small_star, middle, name_next))
+        name, rounds = name_next, rounds + 1
+        if large == small == 0:
+            return name, rounds
+        if rounds >= _MAX_CC_ROUNDS:
+            raise RuntimeError(f"dedup: connected components did not converge in {rounds} rounds")
+
+
 def _near(waves: _Waves) -> dict[str, Any]:
     plan = waves.plan
     started = time.time()
@@ -947,17 +966,7 @@ def _near(waves: _Waves) -> dict[str, Any]:
     edges = sum(r["edges"] for r in waves.groups(verify_second)) if plan.verify else candidates
     waves.timed("verify", started)
     started = time.time()
-    name, rounds = "cc00000", 0
-    while edges:
-        large = sum(r["changes"] for r in waves.partitions(large_star, name, f"cc{rounds * 2 + 1:05d}"))
-        small = sum(r["changes"] for r in waves.partitions(small_star, f"cc{rounds * 2 + 1:05d}",
-                                                           f"cc{rounds * 2 + 2:05d}"))
-        rounds += 1
-        name = f"cc{rounds * 2:05d}"
-        if large == small == 0:
-            break
-        if rounds >= _MAX_CC_ROUNDS:
-            raise RuntimeError(f"dedup: connected components did not converge in {rounds} rounds")
+    name, rounds = connected_components_rounds(waves) if edges else ("cc00000", 0)
     stats = {"candidate_pairs": candidates, "verified_edges": edges, "rejected_candidates": candidates - edges,
              "components": 0, "largest_component": 0, "components_split_by_chain_check": 0,
              "removed_in_components_of_3_plus": 0, "components_rounds": rounds}
@@ -1016,7 +1025,7 @@ def run_dedup(cfg: SieveConfig, out: str, doc_files: list[str], fingerprint: str
     started = time.time()
     plan = DedupPlan.from_config(cfg, out, doc_files)
     storage.remove_tree(plan.work, opts)
-    waves = _Waves(init_ray(cfg), plan)
+    waves = _Waves(init_ray(cfg), plan, cfg.run.task_memory_mb)
 
     scanned = waves.groups(scan_group)
     rows = {f: n for r in scanned for f, n in r["rows"].items()}
