@@ -191,3 +191,23 @@ def test_sigkilled_worker_and_killed_driver_change_nothing(cluster, shared_data,
     assert _fingerprint(tmp_path / "killed-driver") == expected
     resume = json.loads((tmp_path / "killed-driver" / "run.json").read_text())["resume"]
     assert resume["annotate_inputs_reused"] >= 1 and resume["annotate_tasks_run"] >= 1  # a real resume
+
+
+def test_dedup_on_two_nodes_matches_the_reference_for_1_2_8_partitions(cluster, shared_data, tmp_path):
+    """The distributed dedup stage as a job on the two-node cluster: the same removals, survivors
+    and curated text for 1, 2 and 8 partitions, equal to the single-process reference."""
+    from tests.dedup_reference import reference_dedup
+    from tests.test_dedup_scale import outcome, scale_corpus
+
+    files = scale_corpus(shared_data, tmp_path / "corpus")
+    cmd = [RAY, "job", "submit", "--address", cluster["address"], "--working-dir", str(REPO), "--",
+           sys.executable, "-m", "tests.dedup_job", "--out", str(tmp_path / "out"), "--partitions", "1", "2", "8", "--files", *files]
+    for _ in range(30):
+        result = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=600)
+        if "No available agent" not in result.stdout + result.stderr:
+            break
+        time.sleep(1)
+    assert "succeeded" in result.stdout + result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+    outcomes = [outcome(tmp_path / "out" / f"p{p}") for p in (1, 2, 8)]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0][0] == reference_dedup(files, max_repeats=3)
