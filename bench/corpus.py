@@ -360,22 +360,29 @@ def edit_words(text: str, edits: int, vocabulary: list[str], rng: random.Random)
 
 
 def near_copy(base: str, base_set: np.ndarray, low: float, high: float, target: float, vocabulary: list[str],
-              rng: random.Random, ngram: int) -> tuple[str, np.ndarray, float]:
+              rng: random.Random, ngram: int, taken: set[int]) -> tuple[str, np.ndarray, float]:
     """A word-edited copy whose exact shingle Jaccard to `base` is in [low, high) when a few tries
-    find one (else the closest found): (text, shingle set, Jaccard)."""
+    find one (else the closest found, still below 1): (text, shingle set, Jaccard). Its normalized
+    text differs from every text hash in `taken` (the cluster so far), which it joins: a near copy is
+    never an exact duplicate (an edit can touch only punctuation, which normalization drops)."""
     words = len(base.split())
     edits = max(1, round(words * (1 - target) / (ngram * (1 + target))))
     best = None
-    for _ in range(12):
+    for attempt in range(60):
         text = edit_words(base, edits, vocabulary, rng)
         s = shingle_hashes(text, ngram)
         j = exact_jaccard(base_set, s)
-        if best is None or abs(j - target) < abs(best[2] - target):
-            best = (text, s, j)
-        if low <= j < high:
-            return text, s, j
+        digest = text_hash(text)
+        if j < 1 and digest not in taken:
+            if best is None or abs(j - target) < abs(best[2] - target):
+                best = (text, s, j, digest)
+            if low <= j < high or (attempt >= 12 and best is not None):
+                break
         edits = max(1, edits + (1 if j >= high else -1) * max(1, edits // 4))
-    return best
+    if best is None:
+        raise RuntimeError("no distinct near copy found in 60 tries")
+    taken.add(best[3])
+    return best[:3]
 
 
 def generate_text(plan: Plan, out: Path, files: int, shared: Path, num_perm: int, log=None) -> None:
@@ -397,11 +404,11 @@ def generate_text(plan: Plan, out: Path, files: int, shared: Path, num_perm: int
                 texts[first + k], planted[first + k] = base, 1.0
             continue
         base_set = shingle_hashes(base, params.ngram)
-        sets = [base_set]
+        sets, taken = [base_set], {text_hash(base)}
         targets = plan.target_jaccard(np.arange(first + 1, first + size), np.full(size - 1, c))
         for k, target in enumerate(targets, 1):
             text, s, j = near_copy(base, base_set, plan.low[c], plan.high[c], float(target), vocabulary, rng,
-                                   params.ngram)
+                                   params.ngram, taken)
             texts[first + k], planted[first + k] = text, j
             sets.append(s)
         min_pairwise[c] = min(exact_jaccard(a, b) for i, a in enumerate(sets) for b in sets[i + 1:])
