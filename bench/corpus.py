@@ -162,7 +162,7 @@ def make_plan(docs: int, seed: int, exact_rate: float, near_rate: float, cluster
             else:
                 s = 2 + (rng.random(n) * (cluster_size - 1)).astype(np.int64)
             cum = copies + np.cumsum(s - 1)
-            take = int(np.searchsorted(cum, copies_wanted)) + 1
+            take = min(len(cum), int(np.searchsorted(cum, copies_wanted)) + 1)  # the block may fall short
             s, band = s[:take], band[:take]
             sizes.append(s)
             near.append(np.full(len(s), is_near))
