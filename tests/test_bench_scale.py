@@ -1,6 +1,8 @@
 """bench/corpus.py writes what its truth says, and bench/bench_scale.py scores outcomes right."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -159,5 +161,5 @@ def test_bench_scale_quick_runs_the_stage(shared_data, tmp_path):
     body = bench_scale.run(shared_data, tmp_path, quick=True, sizes=["2k"], text_sizes=["500"])
     assert "FAILED" not in body and "| signature | 2,000 |" in body and "| text | 500 |" in body
     for mode, docs in (("signature", 2000), ("text", 500)):
-        result = bench_scale.json.loads((tmp_path / f"result-{mode}-{docs}.json").read_text())
+        result = json.loads((tmp_path / f"result-{mode}-{docs}.json").read_text())
         assert result["accounted"] and result["precision"] >= 0.99 and result["recall"] >= 0.9
