@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sieve-installed
 
-.PHONY: install demo test test-fast bench sample clean
+.PHONY: install demo test test-fast bench bench-scale sample clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: install sample
 
 bench: install sample
 	$(PY) -m bench.run
+
+# Dedup at 100k / 1M / 10M documents (long; not in `make bench`): SIZES="100k 1M" to choose
+bench-scale: install
+	$(PY) -m bench.bench_scale $(if $(SIZES),--sizes $(SIZES))
 
 clean:
 	rm -rf out bench/work .pytest_cache

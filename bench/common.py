@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -85,3 +86,20 @@ def run_measured(code: str) -> list[str]:
 
 def peak_mb(words: list[str]) -> float:
     return int(words[words.index("RSS") + 1]) / 1024
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs below `root` in the process tree (a process's own embedded Ray: raylet, workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for pid in children.get(stack.pop(), []):
+            found.append(pid)
+            stack.append(pid)
+    return found

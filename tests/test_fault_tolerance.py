@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import descendants as _descendants
 from pipeline.run import run_pipeline
 from tests.run_outputs import output_fingerprint, sample_config, sample_inputs, temporaries
 
@@ -55,23 +56,6 @@ def flaky_server(undisturbed):
     yield f"http://127.0.0.1:{httpd.server_address[1]}", OutageHandler.outages
     httpd.shutdown()
     httpd.server_close()
-
-
-def _descendants(root: int) -> list[int]:
-    """PIDs below `root` in the process tree (the test's own embedded Ray: raylet, workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        for pid in children.get(stack.pop(), []):
-            found.append(pid)
-            stack.append(pid)
-    return found
 
 
 def _writes_documents_of(pid: int, stem: str) -> bool:
