@@ -159,12 +159,18 @@ class WorkerSampler(threading.Thread):
         self.join()
 
 
-def bench_config(out: Path, mode: str, num_cpus: int | None = None):
+def partitions_for(docs: int) -> int:
+    """Shuffle partitions grow with the corpus (about 500k documents each, at least 4), so that
+    what one task holds stays bounded: the driver holds nothing per document either way."""
+    return max(4, docs // 500_000)
+
+
+def bench_config(out: Path, mode: str, num_cpus: int | None = None, partitions: int = 4):
     from pipeline.config import parse_config
 
-    dedup: dict = {"near": {}}
+    dedup: dict = {"near": {"partitions": partitions}}
     if mode == "signature":  # no text to check, nor lines (see bench/corpus.py)
-        dedup = {"near": {"verify_with": "signature"}, "line": {"enabled": False}}
+        dedup = {"near": {"verify_with": "signature", "partitions": partitions}, "line": {"enabled": False}}
     return parse_config({"input": {"paths": ["unused"]},
                          "run": {"progress": False, **({"num_cpus": num_cpus} if num_cpus else {})},
                          "filters": {"minhash": {"num_perm": 128}}, "dedup": dedup, "output": {"path": str(out)}})
@@ -177,7 +183,8 @@ def drive(corpus_dir: Path, out_dir: Path, mode: str) -> dict:
     from pipeline.stages.dedup import run_dedup
 
     doc_files = [str(p) for p in sorted((corpus_dir / "documents").glob("*.parquet"))]
-    cfg = bench_config(out_dir, mode)
+    docs = json.loads((corpus_dir / "corpus.json").read_text())["docs"]
+    cfg = bench_config(out_dir, mode, partitions=partitions_for(docs))
     sampler = WorkerSampler()
     sampler.start()
     started = time.time()
