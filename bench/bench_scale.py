@@ -336,7 +336,22 @@ def main(argv: list[str] | None = None) -> int:
     body = run(Path(args.shared), Path(args.work), args.quick, args.sizes, args.text_sizes)
     print(body)
     Path(args.out or Path(args.work) / "results-scale.md").write_text(body)
+    if not args.quick and not args.out:
+        replace_section(BENCH_DIR / "results.md", body)
     return 0
+
+
+def replace_section(results: Path, body: str) -> None:
+    """Put this section into bench/results.md in place of the previous one (or at the end); the
+    other sections, written by `make bench`, stay as they are."""
+    title = body.lstrip().splitlines()[0]
+    text = results.read_text() if results.exists() else ""
+    start = text.find(title + "\n")
+    if start < 0:
+        results.write_text(text.rstrip("\n") + "\n\n" + body.strip() + "\n")
+        return
+    end = text.find("\n## ", start + len(title))
+    results.write_text(text[:start] + body.strip() + "\n" + (text[end:] if end >= 0 else ""))
 
 
 if __name__ == "__main__":
