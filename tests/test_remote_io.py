@@ -330,3 +330,28 @@ def test_remote_store_open_retries_transient_errors_not_missing_files(monkeypatc
     with pytest.raises(InputError, match=r"missing\.warc\.gz: cannot open: FileNotFoundError"):
         open_input("s3://bucket/missing.warc.gz", retries=3, backoff_s=0.5)
     assert len(calls) == 4 and len(slept) == 2
+
+
+@pytest.mark.slow
+def test_dedup_spills_to_s3_and_equals_a_local_run(s3, shared_data, ray_session, tmp_path):
+    """The dedup stage with its output (and so its spill files) on s3: the same removals, survivors
+    and curated text as on local disk, and no spill left behind."""
+    from pipeline import storage
+    from pipeline.stages.dedup import run_dedup
+    from tests.test_dedup_scale import outcome, scale_corpus
+    from tests.test_dedup_stage import make_cfg
+
+    client, options = s3
+    files = scale_corpus(shared_data, tmp_path / "corpus")
+    run_dedup(make_cfg(tmp_path / "local", 3), str(tmp_path / "local"), files)
+    cfg = make_cfg("s3://crawl/dedup", 3)
+    cfg.input.storage_options = options
+    stats = run_dedup(cfg, "s3://crawl/dedup", files)
+    assert stats["scale"]["bytes_spilled"] > 0
+    removed = {r["doc_id"]: (r["reason"], r["survivor_id"]) for r in storage.read_parquet(
+        "s3://crawl/dedup/dedup/removed.parquet", storage_options=options).to_pylist()}
+    curated = sorted((r["doc_id"], r["text"]) for path in storage.listdir("s3://crawl/dedup/curated", ".parquet", options)
+                     for r in storage.read_parquet(path, columns=["doc_id", "text"], storage_options=options).to_pylist())
+    assert (removed, curated) == outcome(tmp_path / "local")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="crawl", Prefix="dedup/")["Contents"]]
+    assert not [k for k in keys if "/work/" in k]
