@@ -124,13 +124,14 @@ class QualityFilter(DocFilter):
     Params = QualityParams
     order = 70  # a fastText model, 0.13 ms/doc: before toxicity's two (0.8 ms/doc)
     reasons = ("low_score",)
-    charts = (Chart("quality_score", "quality classifier: P(high)", "min_score", "low_score"),)
+    score_column = "quality_score"  # also the dedup stage's survivor preference
+    charts = (Chart(score_column, "quality classifier: P(high)", "min_score", "low_score"),)
 
     # 2: the score combines the text model with document statistics (sieve-quality.combiner.json).
     version = 2
 
     def signal_schema(self) -> list[pa.Field]:
-        return [pa.field("quality_score", pa.float64())]
+        return [pa.field(self.score_column, pa.float64())]
 
     def provenance(self) -> dict[str, Any]:
         """As every filter's, plus the combiner beside the model: its coefficients shape the score too."""
@@ -145,7 +146,7 @@ class QualityFilter(DocFilter):
             score = quality_score(doc.text, model=self.params.model, max_chars=self.params.max_chars)
         except ModelError as exc:
             raise ModelError(f"filters.quality.model: {exc}") from exc
-        doc.signals["quality_score"] = score
+        doc.signals[self.score_column] = score
 
     def decide(self, signals: Mapping[str, Any]) -> str | None:
-        return "quality:low_score" if signals["quality_score"] < self.params.min_score else None
+        return "quality:low_score" if signals[self.score_column] < self.params.min_score else None

@@ -57,6 +57,7 @@ from filters.dedup import (
     text_hash,
     url_keys,
 )
+from filters.quality import QualityFilter
 from pipeline import storage
 from pipeline.config import SieveConfig
 from pipeline.runtime import init_ray
@@ -70,7 +71,7 @@ _CLUSTER_MEMBERS_SHOWN = 20
 _MAX_CC_ROUNDS = 200
 _SIGNATURES = MinHashFilter.signature_column
 _TEXT_HASH = MinHashFilter.text_hash_column
-_QUALITY = "quality_score"
+_QUALITY = QualityFilter.score_column
 
 _KEYED = pa.schema([("key", pa.uint64()), ("text_hash", pa.uint64()), ("rank_key", pa.binary()), ("gid", pa.int64())])
 _REMOVAL = pa.schema([("gid", pa.int64()), ("survivor", pa.int64()), ("reason", pa.int8())])
