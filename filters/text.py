@@ -34,7 +34,7 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @lru_cache(maxsize=1)
-def _char_tables() -> tuple[np.ndarray, np.ndarray]:
+def char_tables() -> tuple[np.ndarray, np.ndarray]:
     """(is_space, is_letter) lookup tables by code point, built once per process (~25 ms)."""
     chars = "".join(map(chr, range(_LETTER_TABLE_SIZE)))
     is_space = np.fromiter(map(str.isspace, chars), dtype=bool, count=_LETTER_TABLE_SIZE)
@@ -43,7 +43,7 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray]:
     return is_space, is_letter
 
 
-def _codes(text: str) -> np.ndarray:
+def code_points(text: str) -> np.ndarray:
     """The code points of `text` (lone surrogates included) as uint32."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
@@ -222,16 +222,16 @@ class TextStats:
 
     @cached_property
     def codes(self) -> np.ndarray:
-        return _codes(self.text)
+        return code_points(self.text)
 
     @cached_property
     def _words(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(lengths, hashes, number without a letter) of the whitespace tokens."""
-        return _word_arrays(self.codes, *_char_tables())
+        return _word_arrays(self.codes, *char_tables())
 
     @cached_property
     def _lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return _line_arrays(self.codes, _char_tables()[0])
+        return _line_arrays(self.codes, char_tables()[0])
 
     @property
     def word_count(self) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from filters import Document, filter_class
-from filters.language import LanguageFilter, _load_model, identify_language
+from filters.language import LanguageFilter, load_model, identify_language
 from tests.filtering import verdict
 
 # Tatoeba's CLD2 codes that lid.176 spells differently, and languages lid.176 does not know.
@@ -24,7 +24,7 @@ BCP47_TO_LID = {"nb": "no"}
 
 
 def _lid_labels() -> set[str]:
-    return set(_load_model("lid176").labels)
+    return set(load_model("lid176").labels)
 
 
 def test_identify_language_returns_code_and_python_float() -> None:
@@ -137,7 +137,7 @@ def test_compiled_lid_equals_the_fasttext_library(shared_data: Path, udhr_texts:
     lines += [text[:2000] for _, text in udhr_texts.values()]
     lines += ["a", "</s>", "x </s> y", "__label__en hello there", "a\udcffb", "\x00\x00 hi", "x" * 5000,
               "ÇAĞ İstanbul\u00a0\u2028hé", "\t\x0b\x0c\r mixed"]
-    compiled = _load_model("lid176")
+    compiled = load_model("lid176")
     assert compiled.compiled is not None
     for line in lines:
         line = line.replace("\n", " ")
