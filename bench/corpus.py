@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters.dedup import MinHasher, MinHashFilter, MinHashParams, exact_jaccard, shingle_hashes, text_hash
+from filters.hashing import GOLDEN64, mix64
 from pipeline.stages.annotate import BASE_FIELDS
 
 KINDS = ("unique", "base", "exact", "near")
@@ -71,10 +72,7 @@ _SALT_BASE, _SALT_FRESH, _SALT_KEEP, _SALT_Q, _SALT_TEXT, _SALT_J = range(1, 7)
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer over uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        return mix64(x + GOLDEN64)
 
 
 def _key(seed: int, salt: int) -> np.uint64:

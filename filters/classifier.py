@@ -26,6 +26,7 @@ from numba import njit
 from filters.base import batch_cache
 from filters.models import (QUOTES, SPLIT_MARKS, ModelError, ModelSpec, model_normalization, normalize_text,
                             prepare_text, resolve_model, spec_for)
+from filters.hashing import GOLDEN32
 from filters.text import char_tables, code_points
 
 _MAGIC, _VERSION = 793712314, 12
@@ -233,7 +234,7 @@ def _bucket_row(bucket_id: int, keys: np.ndarray, values: np.ndarray, pruned: in
     if not (keys[bucket_id >> 5] >> (bucket_id & 31)) & 1:
         return -1
     mask = len(values) - 1
-    slot = (bucket_id * 0x9E3779B1) & mask
+    slot = (bucket_id * GOLDEN32) & mask
     while keys[bits + slot] != -1:
         if keys[bits + slot] == bucket_id:
             return values[slot]
@@ -498,7 +499,7 @@ def _bucket_table(pairs: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarra
     keys[:bits] = 0
     for bucket_id, row in pairs.tolist():
         keys[bucket_id >> 5] |= np.int32(np.uint32(1 << (bucket_id & 31)).view(np.int32))
-        slot = (bucket_id * 0x9E3779B1) & (size - 1)
+        slot = (bucket_id * GOLDEN32) & (size - 1)
         while keys[bits + slot] != -1:
             slot = (slot + 1) & (size - 1)
         keys[bits + slot], values[slot] = bucket_id, row

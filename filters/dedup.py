@@ -33,11 +33,10 @@ from numba import njit
 from pydantic import Field
 
 from filters.base import DocFilter, Document, FilterParams
+from filters.hashing import GOLDEN64, MIX1, MIX2, WORD_BASE
 from filters.text import code_points
 
 Scheme = Literal["affine32", "legacy"]
-_NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
-_WORD_BASE = 0xD6E8FEB86659FD93
 _U32 = np.uint64(0xFFFFFFFF)
 _MERSENNE = np.uint64((1 << 61) - 1)
 _TABLE_SIZE = 0x30000  # code points past it (rare scripts) count as word characters
@@ -62,7 +61,7 @@ def _char_classes() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _position_powers() -> np.ndarray:
-    powers = np.full(4096, _WORD_BASE, dtype=np.uint64)
+    powers = np.full(4096, WORD_BASE, dtype=np.uint64)
     powers[0] = 1
     return np.cumprod(powers)
 
@@ -148,7 +147,7 @@ def _normalize_and_hash(codes: np.ndarray, classes: np.ndarray, powers: np.ndarr
 @njit(cache=True, nogil=True)
 def _mix_word_hash(h: np.uint64) -> np.uint64:
     h ^= h >> np.uint64(31)
-    h *= np.uint64(0x94D049BB133111EB)
+    h *= MIX2
     h ^= h >> np.uint64(29)
     return h
 
@@ -190,9 +189,9 @@ def _ngram_hashes(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
     for i in range(len(out)):
         acc = word_hashes[i]
         for j in range(1, n):
-            acc = acc * _NGRAM_BASE + word_hashes[i + j]
+            acc = acc * GOLDEN64 + word_hashes[i + j]
         acc ^= acc >> np.uint64(29)
-        acc *= np.uint64(0xBF58476D1CE4E5B9)
+        acc *= MIX1
         acc ^= acc >> np.uint64(32)
         out[i] = np.uint32(acc & _U32)
     return out
@@ -311,11 +310,11 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n_docs, bands) uint64 bucket keys: a hash of each band's rows, salted by band index."""
     acc = np.zeros((len(signatures), bands), dtype=np.uint64)
     for r in range(rows):
-        acc *= _NGRAM_BASE
+        acc *= GOLDEN64
         acc += signatures[:, r: bands * rows: rows]  # row r of every band
-    acc += np.arange(bands, dtype=np.uint64) * np.uint64(_WORD_BASE)
+    acc += np.arange(bands, dtype=np.uint64) * WORD_BASE
     acc ^= acc >> np.uint64(31)
-    acc *= np.uint64(0x94D049BB133111EB)
+    acc *= MIX2
     acc ^= acc >> np.uint64(29)
     return acc
 

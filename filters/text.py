@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from filters.base import batch_cache
+from filters.hashing import MIX1, MIX2, WORD_BASE
 
 # Sentence-final marks across scripts: Latin, CJK fullwidth, Devanagari danda, Arabic/Urdu,
 # Ethiopic, Myanmar, Khmer, Armenian, Greek question mark, ellipsis, closing quotes.
@@ -27,10 +28,6 @@ TERMINAL_PUNCTUATION: tuple[str, ...] = (
 # The tables say which code points are whitespace (exactly str.split's set) and which are letters
 # (str.isalpha); code points past the letter table (planes 3+, rare) count as neither.
 _LETTER_TABLE_SIZE = 0x30000
-# A dense odd 64-bit base B for the word hash (a sparse base such as FNV's 2^40+0x1b3 makes
-# (B - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions), then splitmix64's finalizer.
-_HASH_BASE = np.uint64(0xD6E8FEB86659FD93)
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @lru_cache(maxsize=1)
@@ -52,9 +49,9 @@ def code_points(text: str) -> np.ndarray:
 def _mix(h: np.uint64) -> np.uint64:
     """splitmix64's finalizer: every input bit reaches every output bit."""
     h ^= h >> np.uint64(30)
-    h *= _MIX1
+    h *= MIX1
     h ^= h >> np.uint64(27)
-    h *= _MIX2
+    h *= MIX2
     h ^= h >> np.uint64(31)
     return h
 
@@ -80,7 +77,7 @@ def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
         while i < n and not is_space[min(codes[i], last)]:  # `_span_hash`, fused into the scan (~25% faster)
             letter |= is_letter[min(codes[i], last)]
             h += (np.uint64(codes[i]) + np.uint64(1)) * power
-            power *= _HASH_BASE
+            power *= WORD_BASE
             i += 1
         lengths[word], hashes[word] = i - start, _mix(h)
         no_letter += not letter
@@ -94,7 +91,7 @@ def _span_hash(codes: np.ndarray, start: int, end: int) -> np.uint64:
     h, power = np.uint64(0), np.uint64(1)
     for i in range(start, end):
         h += (np.uint64(codes[i]) + np.uint64(1)) * power
-        power *= _HASH_BASE
+        power *= WORD_BASE
     return _mix(h)
 
 

@@ -57,6 +57,7 @@ from filters.dedup import (
     text_hash,
     url_keys,
 )
+from filters.hashing import mix64
 from filters.quality import QualityFilter
 from pipeline import storage
 from pipeline.config import SieveConfig
@@ -153,21 +154,12 @@ class DedupPlan:
 
     def part_of(self, gids: np.ndarray) -> np.ndarray:
         """Partition of document ids (mixed: their low bits are row numbers)."""
-        return (_mix(gids.astype(np.uint64)) % np.uint64(self.partitions)).astype(np.int64)
+        return (mix64(gids.astype(np.uint64)) % np.uint64(self.partitions)).astype(np.int64)
 
     def index_of(self, gids: np.ndarray) -> np.ndarray:
         """Global index (file by file, row by row) of document ids."""
         start = np.concatenate(([0], np.cumsum(self.file_rows, dtype=np.int64)))
         return start[gids >> 32] + (gids & np.int64(0xFFFFFFFF))
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer: spreads ids (or seeds) over all 64 bits."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _peak_rss_mb() -> float:
@@ -805,7 +797,7 @@ def report_first(plan: DedupPlan, group: int, name: str) -> dict[str, Any]:
 
 
 def _sample_hash(index: np.ndarray, seed: int) -> np.ndarray:
-    return _mix(index.astype(np.uint64) ^ _mix(np.array([seed], np.uint64)))
+    return mix64(index.astype(np.uint64) ^ mix64(np.array([seed], np.uint64)))
 
 
 def report_second(plan: DedupPlan, group: int, limit: int, seed: int) -> dict[str, Any]:
