@@ -26,7 +26,7 @@ from numba import njit
 from filters.base import batch_cache
 from filters.models import (QUOTES, SPLIT_MARKS, ModelError, ModelSpec, model_normalization, normalize_text,
                             prepare_text, resolve_model, spec_for)
-from filters.hashing import GOLDEN32
+from filters.hashing import GOLDEN32, place_keys, table_size
 from filters.text import char_tables, code_points
 
 _MAGIC, _VERSION = 793712314, 12
@@ -493,17 +493,15 @@ def _huffman_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
 def _bucket_table(pairs: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """(keys, values) for `_bucket_row`: a bitmap of the buckets quantization kept, followed by an
     open-addressing table bucket -> row (a dense map of 2M buckets would miss the cache per n-gram)."""
-    size = 1 << max(2 * len(pairs), 2).bit_length()
     bits = (bucket + 31) // 32
-    keys, values = np.full(bits + size, -1, np.int32), np.full(size, -1, np.int32)
-    keys[:bits] = 0
-    for bucket_id, row in pairs.tolist():
-        keys[bucket_id >> 5] |= np.int32(np.uint32(1 << (bucket_id & 31)).view(np.int32))
-        slot = (bucket_id * GOLDEN32) & (size - 1)
-        while keys[bits + slot] != -1:
-            slot = (slot + 1) & (size - 1)
-        keys[bits + slot], values[slot] = bucket_id, row
-    return keys, values
+    bitmap = np.zeros(bits, np.int32)
+    for bucket_id in pairs[:, 0].tolist():
+        bitmap[bucket_id >> 5] |= np.int32(np.uint32(1 << (bucket_id & 31)).view(np.int32))
+    slots = place_keys((bucket_id * GOLDEN32 for bucket_id in pairs[:, 0].tolist()), table_size(len(pairs)))
+    placed = slots >= 0
+    keys, values = np.full(len(slots), -1, np.int32), np.full(len(slots), -1, np.int32)
+    keys[placed], values[placed] = pairs[slots[placed], 0], pairs[slots[placed], 1]
+    return np.concatenate([bitmap, keys]), values
 
 
 @dataclass
@@ -576,13 +574,7 @@ def read_compiled_model(path: Path) -> CompiledModel | None:
     if quantized and quantized_output:
         return None
     output = reader.dense()
-    size_pow2 = 1 << max(2 * nwords, 2).bit_length()
-    table = np.full(size_pow2, -1, np.int32)
-    for word_id, word in enumerate(words[:nwords]):
-        slot = _fnv1a(word) & (size_pow2 - 1)
-        while table[slot] != -1:
-            slot = (slot + 1) & (size_pow2 - 1)
-        table[slot] = word_id
+    table = place_keys((_fnv1a(word) for word in words[:nwords]), table_size(nwords))
     left, right = _huffman_tree(counts[nwords:]) if loss == _HS else (np.zeros(0, np.int64),) * 2
     keys, values = _bucket_table(pairs, max(bucket, 1))
     vocab = np.frombuffer(b"".join(words[:nwords]), dtype=np.uint8)

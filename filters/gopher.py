@@ -42,6 +42,7 @@ from numba import njit
 from pydantic import Field, field_validator, model_validator
 
 from filters.base import DocFilter, Document, FilterParams
+from filters.hashing import table_size
 from filters.text import TextStats, safe_ratio, text_stats
 
 STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -74,9 +75,7 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
     prefix_chars = np.zeros(m + 1, np.int64)
     for i in range(m):
         prefix_chars[i + 1] = prefix_chars[i] + word_lengths[i]
-    size = 4
-    while size < 2 * m:
-        size *= 2
+    size = table_size(m)
     mask = np.uint64(size - 1)
     # One row per slot (key, level, count, first position): a probe touches one cache line.
     # A slot is in use at level n iff its level is n.

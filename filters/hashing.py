@@ -2,7 +2,10 @@
 fixed: shipped models' feature hashes, stored signatures and dedup keys depend on them."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
+from numba import njit
 
 GOLDEN64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: splitmix64's increment, the n-gram base
 GOLDEN32 = 0x9E3779B1  # 2^32 / golden ratio: multiplicative hashing of table slots
@@ -20,3 +23,26 @@ def mix64(x: np.ndarray) -> np.ndarray:
         x = x ^ (x >> np.uint64(27))
         x = x * MIX2
         return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def table_size(keys: int) -> int:
+    """Slots for an open-addressing table of `keys` keys: the power of two >= 2 * keys (at least 4),
+    so the load stays at most 1/2 and linear probes stay short; `slot & (size - 1)` wraps."""
+    size = 4
+    while size < 2 * keys:
+        size *= 2
+    return size
+
+
+def place_keys(hashes: Iterable[int], size: int) -> np.ndarray:
+    """Linear-probing placement of keys by hash into `size` slots (a power of two): slot -> the
+    index of the key placed there, -1 where empty. Lookups probe from `hash & (size - 1)` the same way."""
+    slots = np.full(size, -1, np.int32)
+    mask = size - 1
+    for index, key_hash in enumerate(hashes):
+        slot = key_hash & mask
+        while slots[slot] != -1:
+            slot = (slot + 1) & mask
+        slots[slot] = index
+    return slots

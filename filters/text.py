@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from filters.base import batch_cache
-from filters.hashing import MIX1, MIX2, WORD_BASE
+from filters.hashing import MIX1, MIX2, WORD_BASE, table_size
 
 # Sentence-final marks across scripts: Latin, CJK fullwidth, Devanagari danda, Arabic/Urdu,
 # Ethiopic, Myanmar, Khmer, Armenian, Greek question mark, ellipsis, closing quotes.
@@ -167,9 +167,7 @@ def _duplicates(codes: np.ndarray, spans: np.ndarray) -> tuple[int, int]:
     n = len(spans)
     lengths = spans[:, 1] - spans[:, 0]
     order = np.argsort(lengths)
-    size = 4
-    while size < 2 * n:
-        size *= 2
+    size = table_size(n)
     mask = np.uint64(size - 1)
     keys = np.empty(size, np.uint64)
     key_lengths = np.full(size, -1, np.int64)
