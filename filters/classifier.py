@@ -493,15 +493,14 @@ def _huffman_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
 def _bucket_table(pairs: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """(keys, values) for `_bucket_row`: a bitmap of the buckets quantization kept, followed by an
     open-addressing table bucket -> row (a dense map of 2M buckets would miss the cache per n-gram)."""
-    bits = (bucket + 31) // 32
-    bitmap = np.zeros(bits, np.int32)
-    for bucket_id in pairs[:, 0].tolist():
-        bitmap[bucket_id >> 5] |= np.int32(np.uint32(1 << (bucket_id & 31)).view(np.int32))
-    slots = place_keys((bucket_id * GOLDEN32 for bucket_id in pairs[:, 0].tolist()), table_size(len(pairs)))
+    bucket_ids = pairs[:, 0].astype(np.int64)
+    bitmap = np.zeros((bucket + 31) // 32, np.uint32)
+    np.bitwise_or.at(bitmap, bucket_ids >> 5, np.left_shift(np.uint32(1), (bucket_ids & 31).astype(np.uint32)))
+    slots = place_keys((bucket_id * GOLDEN32 for bucket_id in bucket_ids.tolist()), table_size(len(pairs)))
     placed = slots >= 0
     keys, values = np.full(len(slots), -1, np.int32), np.full(len(slots), -1, np.int32)
     keys[placed], values[placed] = pairs[slots[placed], 0], pairs[slots[placed], 1]
-    return np.concatenate([bitmap, keys]), values
+    return np.concatenate([bitmap.view(np.int32), keys]), values
 
 
 @dataclass

@@ -33,7 +33,7 @@ from numba import njit
 from pydantic import Field
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.hashing import GOLDEN64, MIX1, MIX2, WORD_BASE
+from filters.hashing import GOLDEN64, MIX1, WORD_BASE, mix64_short
 from filters.text import code_points
 
 Scheme = Literal["affine32", "legacy"]
@@ -135,21 +135,13 @@ def _normalize_and_hash(codes: np.ndarray, classes: np.ndarray, powers: np.ndarr
             h += (np.uint64(code) + np.uint64(1)) * powers[min(position, last_power)]
             position += 1
         elif kind == _SPACE and inside:
-            hashes[words] = _mix_word_hash(h)
+            hashes[words] = mix64_short(h)
             words += 1
             inside = False
     if inside:
-        hashes[words] = _mix_word_hash(h)
+        hashes[words] = mix64_short(h)
         words += 1
     return out[:size].copy(), hashes[:words].copy()
-
-
-@njit(cache=True, nogil=True)
-def _mix_word_hash(h: np.uint64) -> np.uint64:
-    h ^= h >> np.uint64(31)
-    h *= MIX2
-    h ^= h >> np.uint64(29)
-    return h
 
 
 def _normalized(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -313,10 +305,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
         acc *= GOLDEN64
         acc += signatures[:, r: bands * rows: rows]  # row r of every band
     acc += np.arange(bands, dtype=np.uint64) * WORD_BASE
-    acc ^= acc >> np.uint64(31)
-    acc *= MIX2
-    acc ^= acc >> np.uint64(29)
-    return acc
+    return mix64_short(acc)
 
 
 def bucket_pairs(keys: np.ndarray, ids: np.ndarray, hubs: int = 8) -> np.ndarray:

@@ -15,14 +15,24 @@ WORD_BASE = np.uint64(0xD6E8FEB86659FD93)
 MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finalizer
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer over uint64 arrays (wrapping): every input bit reaches every output bit."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * MIX1
-        x = x ^ (x >> np.uint64(27))
-        x = x * MIX2
-        return x ^ (x >> np.uint64(31))
+@njit(cache=True, nogil=True, inline="always")
+def mix64(x):
+    """splitmix64's finalizer over a uint64 or a uint64 array (wrapping): every input bit reaches
+    every output bit. Compiled, so compiled loops inline it and arrays need no overflow guard."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * MIX1
+    x = x ^ (x >> np.uint64(27))
+    x = x * MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def mix64_short(x):
+    """A one-multiply mixer over a uint64 or a uint64 array: the dedup normalizer's word hashes
+    (and so the stored MinHash signatures) and the LSH band keys depend on its exact values."""
+    x = x ^ (x >> np.uint64(31))
+    x = x * MIX2
+    return x ^ (x >> np.uint64(29))
 
 
 @njit(cache=True, nogil=True)

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from filters.base import batch_cache
-from filters.hashing import MIX1, MIX2, WORD_BASE, table_size
+from filters.hashing import WORD_BASE, mix64, table_size
 
 # Sentence-final marks across scripts: Latin, CJK fullwidth, Devanagari danda, Arabic/Urdu,
 # Ethiopic, Myanmar, Khmer, Armenian, Greek question mark, ellipsis, closing quotes.
@@ -45,17 +45,6 @@ def code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _mix(h: np.uint64) -> np.uint64:
-    """splitmix64's finalizer: every input bit reaches every output bit."""
-    h ^= h >> np.uint64(30)
-    h *= MIX1
-    h ^= h >> np.uint64(27)
-    h *= MIX2
-    h ^= h >> np.uint64(31)
-    return h
-
-
 @njit(cache=True, nogil=True)
 def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -79,7 +68,7 @@ def _word_arrays(codes: np.ndarray, is_space: np.ndarray, is_letter: np.ndarray
             h += (np.uint64(codes[i]) + np.uint64(1)) * power
             power *= WORD_BASE
             i += 1
-        lengths[word], hashes[word] = i - start, _mix(h)
+        lengths[word], hashes[word] = i - start, mix64(h)
         no_letter += not letter
         word += 1
     return lengths[:word].copy(), hashes[:word].copy(), no_letter
@@ -92,7 +81,7 @@ def _span_hash(codes: np.ndarray, start: int, end: int) -> np.uint64:
     for i in range(start, end):
         h += (np.uint64(codes[i]) + np.uint64(1)) * power
         power *= WORD_BASE
-    return _mix(h)
+    return mix64(h)
 
 
 @njit(cache=True, nogil=True)
