@@ -42,7 +42,7 @@ from numba import njit
 from pydantic import Field, field_validator, model_validator
 
 from filters.base import DocFilter, Document, FilterParams
-from filters.hashing import table_size
+from filters.hashing import NGRAM_BASE, table_size
 from filters.text import TextStats, safe_ratio, text_stats
 
 STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -51,7 +51,6 @@ BULLETS: tuple[str, ...] = ("\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25e6", "\
 TOP_NGRAM_SIZES: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAM_SIZES: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
-_BASE = np.uint64(0xA0761D6478BD642F)  # dense odd base of the polynomial n-gram hash
 _KEY, _LEVEL, _COUNT, _FIRST = 0, 1, 2, 3  # the columns of the n-gram table
 
 
@@ -84,7 +83,7 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
     repeats_at = np.zeros(m, np.int64)  # position i's n-gram repeats iff it holds n
     positions = np.arange(m - 1)  # the positions that may repeat at this level, ascending
     count = m - 1
-    hashes = tokens[:-1] * _BASE + tokens[1:]  # hashes[i]: the n-gram at i, for i in positions
+    hashes = tokens[:-1] * NGRAM_BASE + tokens[1:]  # hashes[i]: the n-gram at i, for i in positions
     one = np.uint64(1)
     for n in range(2, max_n + 1):
         this_level = np.uint64(n)  # unsigned throughout: numba compares int64 with uint64 as floats
@@ -132,7 +131,7 @@ def _ngram_covered_chars(tokens: np.ndarray, word_lengths: np.ndarray, max_n: in
         for k in range(count):
             i = positions[k]
             if i + n < m and repeats_at[i] == n and repeats_at[i + 1] == n:
-                hashes[i] = hashes[i] * _BASE + tokens[i + n]
+                hashes[i] = hashes[i] * NGRAM_BASE + tokens[i + n]
                 positions[kept] = i
                 kept += 1
         count = kept

@@ -7,11 +7,12 @@ from typing import Iterable
 import numpy as np
 from numba import njit
 
-GOLDEN64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: splitmix64's increment, the n-gram base
+GOLDEN64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: splitmix64's increment; the MinHash shingle and band-key base
 GOLDEN32 = 0x9E3779B1  # 2^32 / golden ratio: multiplicative hashing of table slots
 # A dense odd 64-bit base for polynomial word hashes (a sparse base such as FNV's 2^40+0x1b3 makes
 # (B - 0x1b3)^2 = 0 mod 2^64, i.e. cheap collisions).
 WORD_BASE = np.uint64(0xD6E8FEB86659FD93)
+NGRAM_BASE = np.uint64(0xA0761D6478BD642F)  # wyhash's first prime: the Gopher repetition n-gram hash base
 MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finalizer
 
 
