@@ -1,20 +1,10 @@
-"""Block scoring on top of resiliparse's main-content extraction.
+"""resiliparse's reduced HTML read back as text blocks, and written as plain text or Markdown.
 
 resiliparse (C/Rust, fast) removes the obvious boilerplate elements (nav, header, footer, asides,
 hidden elements) and writes the rest as reduced HTML: headings, paragraphs, lists, pre-formatted
-text, line breaks and links. This module reads that reduced HTML back as a list of text blocks
-with the features boilerplate detectors rely on (link density, length, sentence punctuation, the
-block's tag) and keeps the blocks that look like content, in the spirit of jusText's and
-trafilatura's documented heuristics:
-
-- a block that is mostly link text (menus, tag clouds, "related" lists) is boilerplate;
-- a block matching a boilerplate phrase (cookies, share buttons, copyright, newsletter) is
-  boilerplate when it is short;
-- a long block with little link text is content;
-- short blocks take the class of their neighbours (a heading or a short line between two content
-  blocks is content; a short line among boilerplate is boilerplate);
-- everything before the first and after the last content block is dropped, except headings
-  leading into the first one (the page title), so a page's header and footer leftovers go.
+text, table cells, line breaks and links. `parse_blocks` reads that string back as `Block`s (tag
+kind, list bullet and depth, link characters) and `render` writes them with one block per
+paragraph, one list item or table row per line, fenced code and `#` headings in Markdown.
 
 Only the reduced HTML's string is parsed here (no Python walk over the DOM), which keeps the cost
 a fraction of the DOM parse.
@@ -29,24 +19,6 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*>|([^<]+)")
 _WS = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
 _BLOCK_TAGS = frozenset(("p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "pre"))
 _HEADINGS = frozenset(("h1", "h2", "h3", "h4", "h5", "h6"))
-_SENTENCE_END = frozenset(".!?:;。！？…\"'”»)")
-
-# Phrases that mark interface text rather than content (cookie banners, sharing, accounts,
-# newsletters, legal footers). Only short blocks are judged by them: a long paragraph that
-# mentions cookies is still a paragraph.
-_BOILERPLATE = re.compile(
-    r"\b(cookies?|consent|privacy (policy|settings)|terms (of (use|service)|and conditions)|all rights reserved|"
-    r"copyright|share (this|on)|tweet|pin it|follow us|subscribe|newsletter|sign (up|in)|log ?in|"
-    r"register|create an account|add to (cart|basket|wishlist)|read more|continue reading|"
-    r"skip to (main )?content|back to top|advertisement|sponsored|related (posts|articles)|"
-    r"you may also like|recommended for you|leave a (comment|reply)|powered by)\b|©",
-    re.IGNORECASE,
-)
-
-LONG = 80            # characters: a block this long with little link text is content
-SHORT = 25           # characters: below this a block is judged by its neighbours
-MAX_LINK_DENSITY = 0.5
-BOILERPLATE_MAX_CHARS = 160
 
 
 @dataclass(slots=True)
@@ -58,10 +30,6 @@ class Block:
     link_chars: int
     bullet: str = ""   # first block of a list item: "•" or its number ("3."); "" otherwise
     depth: int = 0     # list nesting depth
-
-    @property
-    def link_density(self) -> float:
-        return self.link_chars / max(1, len(self.text))
 
 
 class _BlockReader:
@@ -158,51 +126,6 @@ def parse_blocks(reduced_html: str) -> list[Block]:
                 r.kind = tag
     r.flush()
     return r.blocks
-
-
-def _is_boilerplate(block: Block) -> bool:
-    if block.kind == "pre":
-        return False
-    n = len(block.text)
-    if block.link_density > MAX_LINK_DENSITY and n < 400:
-        return True
-    return n < BOILERPLATE_MAX_CHARS and _BOILERPLATE.search(block.text) is not None
-
-
-def _is_content(block: Block) -> bool:
-    n = len(block.text)
-    if block.kind == "pre":
-        return True
-    if block.link_density > 0.3:
-        return False
-    return n >= LONG or (n >= 2 * SHORT and block.text.rstrip()[-1:] in _SENTENCE_END)
-
-
-def select(blocks: list[Block]) -> list[bool] | None:
-    """Which blocks to keep; None when no block looks like content (the caller falls back)."""
-    n = len(blocks)
-    labels = ["bad" if _is_boilerplate(b) else "good" if _is_content(b) else "short" for b in blocks]
-    goods = [i for i, lab in enumerate(labels) if lab == "good"]
-    if not goods:
-        return None
-    first, last = goods[0], goods[-1]
-    # short blocks between content blocks keep the class of their neighbourhood
-    keep = [False] * n
-    prev_good = None
-    for i in range(first, last + 1):
-        lab = labels[i]
-        if lab == "good":
-            keep[i] = True
-            prev_good = i
-        elif lab == "short":
-            nxt = next((j for j in range(i + 1, last + 1) if labels[j] != "short"), last)
-            keep[i] = labels[nxt] == "good" or (prev_good is not None and labels[i - 1] != "bad")
-    # headings (and a short lead-in) right before the first content block: the title
-    i = first - 1
-    while i >= 0 and labels[i] == "short" and (blocks[i].kind in _HEADINGS or first - i <= 2):
-        keep[i] = True
-        i -= 1
-    return keep
 
 
 def render(blocks: list[Block], keep: list[bool] | None = None, markdown: bool = False) -> str:
