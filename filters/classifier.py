@@ -629,8 +629,7 @@ class Classifier:
         model declares); 0.0 for text without
         words (nothing to classify)."""
         if self.compiled is not None and self.compiled.loss == _SOFTMAX:
-            tokens = (document_tokens((text, max_chars)) if self.normalization is None
-                      else normalized_tokens((text, max_chars, self.normalization)))
+            tokens = self.tokens(text, max_chars)
             if not tokens.nonempty:
                 return 0.0
             labels, probs = self.compiled.labels, self.compiled.probabilities(tokens)
@@ -643,6 +642,13 @@ class Classifier:
             if self.spec.sieve_label(label) == positive:
                 return min(max(float(prob), 0.0), 1.0)
         return 0.0
+
+    def tokens(self, text: str, max_chars: int | None) -> Tokens:
+        """The tokens this model reads of `text`: `prepare_text` of its first `max_chars`
+        characters after the model's normalization (shared by the models of a batch)."""
+        if self.normalization is None:
+            return document_tokens((text, max_chars))
+        return normalized_tokens((text, max_chars, self.normalization))
 
     def best_label(self, line: str) -> tuple[str, float] | None:
         """fastText's most probable label of one line (as given, no normalization) and its

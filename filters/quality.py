@@ -16,24 +16,21 @@ by the registry in `filters.models`; a model without a "high" label scores 0.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Mapping
 
 import pyarrow as pa
 
 from filters.base import Chart, DocFilter, Document, FilterParams, file_sha256
 from filters.classifier import load_classifier
+from filters.combiner import Combiner, combiner_path, text_logit
 from filters.models import ModelError, resolve_model
 from filters.text import safe_ratio, text_stats
 
 DEFAULT_MODEL = "sieve-quality"
 DEFAULT_MAX_CHARS = 5_000  # the first 5,000 characters: enough to judge, bounded cost per document
 FEATURES = ("text_logit", "log_chars", "alpha_words_frac", "line_punct_frac", "log_chars_per_line")
-_P_FLOOR = 1e-5  # fastText's own floor on a probability (std_log): logits stay finite
 
 
 def document_features(text: str, p_high: float) -> list[float]:
@@ -41,56 +38,15 @@ def document_features(text: str, p_high: float) -> list[float]:
     the same way when it is trained and when it predicts."""
     stats = text_stats(text)
     lines, words = stats.line_spans.count, stats.word_count
-    p = min(max(p_high, _P_FLOOR), 1.0 - _P_FLOOR)
-    return [math.log(p / (1.0 - p)), math.log1p(len(text)), safe_ratio(words - stats.no_letter_words, words),
+    return [text_logit(p_high), math.log1p(len(text)), safe_ratio(words - stats.no_letter_words, words),
             safe_ratio(stats.lines_ending_in_punctuation, lines), math.log1p(len(text) / max(lines, 1))]
-
-
-@dataclass(frozen=True)
-class Combiner:
-    """Logistic regression over standardized FEATURES: P(high) = sigmoid(coef . (x - mean) / std + intercept)."""
-
-    features: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    coef: tuple[float, ...]
-    intercept: float
-
-    def logit(self, x: list[float]) -> float:
-        return self.intercept + sum(c * (v - m) / s for c, v, m, s in zip(self.coef, x, self.mean, self.std))
-
-    def probability(self, x: list[float]) -> float:
-        z = self.logit(x)
-        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
-                "coef": list(self.coef), "intercept": self.intercept}
-
-    @classmethod
-    def from_file(cls, path: Path) -> "Combiner":
-        try:
-            raw = json.loads(path.read_text())
-            combiner = cls(tuple(raw["features"]), tuple(raw["mean"]), tuple(raw["std"]), tuple(raw["coef"]),
-                           float(raw["intercept"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"quality combiner {path}: unreadable ({exc})") from exc
-        if combiner.features != FEATURES or not len(combiner.mean) == len(combiner.std) == len(combiner.coef) == len(FEATURES):
-            raise ModelError(f"quality combiner {path}: features {list(combiner.features)}, this Sieve computes "
-                             f"{list(FEATURES)} (retrain with python -m filters.train)")
-        return combiner
-
-
-def combiner_path(model_path: Path) -> Path:
-    """Where a model's combiner lives: `<stem>.combiner.json` beside the model file."""
-    return model_path.with_name(model_path.stem + ".combiner.json")
 
 
 @lru_cache(maxsize=16)
 def load_combiner(model: str) -> Combiner | None:
     """The combiner shipped beside `model`'s file, or None (the text model's P(high) is the score)."""
     path = combiner_path(resolve_model(model))
-    return Combiner.from_file(path) if path.is_file() else None
+    return Combiner.from_file(path, FEATURES) if path.is_file() else None
 
 
 def quality_score(text: str, *, model: str = DEFAULT_MODEL, max_chars: int = DEFAULT_MAX_CHARS) -> float:

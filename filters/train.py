@@ -36,6 +36,9 @@ AUC, accuracy, precision and recall at --threshold. The metrics and the recipe g
 quality: --combine-positive / --combine-negative name whole web pages (not cut, not normalized) on
 which a logistic regression over [the text model's logit, length and layout statistics] is fitted
 (filters.quality.FEATURES); it is written to <out stem>.combiner.json and used with the model.
+nsfw / toxicity: --combine-terms WORDLIST fits a logistic regression over [the model's logit,
+distinct terms of the list in the piece] (filters.combiner.TERM_FEATURES) on the held-out pieces,
+which the model did not train on; it is written the same way, with the terms.
 """
 from __future__ import annotations
 
@@ -384,20 +387,34 @@ class Hyper:
 
 
 def train_fasttext(train: list[Example], out: Path, hyper: Hyper) -> Any:
-    """Train (one thread: same data and seed give the same model), quantize, save to `out`."""
+    """Train (one thread: same data and seed give the same model), quantize, save to `out`; the
+    model is returned loaded from `out`.
+
+    Training runs in a fresh (spawned) process: in a process that had done other work first (the
+    bench's quality section), fastText stopped with "Encountered NaN" on data and settings that
+    train cleanly alone; in a new process the result depends only on the data and the seed."""
+    import multiprocessing
+
     import fasttext
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         train_path = Path(tmp) / "train.txt"
         train_path.write_text("".join(f"__label__{ex.label} {ex.text}\n" for ex in train), encoding="utf-8")
-        model = fasttext.train_supervised(input=str(train_path), epoch=hyper.epoch, lr=hyper.lr, dim=hyper.dim,
-                                          wordNgrams=hyper.word_ngrams, minCount=hyper.min_count,
-                                          bucket=hyper.bucket, thread=1, seed=hyper.seed, verbose=0)
-        if hyper.quantize:
-            model.quantize(input=str(train_path), qnorm=True, retrain=True, cutoff=hyper.cutoff, thread=1, verbose=0)
-        model.save_model(str(out))
-    return model
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(_fit_and_save, (str(train_path), str(out), hyper))
+    return fasttext.load_model(str(out))
+
+
+def _fit_and_save(train_path: str, out: str, hyper: Hyper) -> None:
+    import fasttext
+
+    model = fasttext.train_supervised(input=train_path, epoch=hyper.epoch, lr=hyper.lr, dim=hyper.dim,
+                                      wordNgrams=hyper.word_ngrams, minCount=hyper.min_count,
+                                      bucket=hyper.bucket, thread=1, seed=hyper.seed, verbose=0)
+    if hyper.quantize:
+        model.quantize(input=train_path, qnorm=True, retrain=True, cutoff=hyper.cutoff, thread=1, verbose=0)
+    model.save_model(out)
 
 
 def evaluate(model: Any, held: list[Example], pos_label: str, threshold: float) -> dict[str, Any]:
@@ -451,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "regression over [text model logit, length and layout statistics] (filters.quality)")
     p.add_argument("--combine-negative", nargs="*", default=[], help="quality: whole documents of the negative class")
     p.add_argument("--combine-l2", type=float, default=1.0, help="L2 penalty of the combiner (standardized features)")
+    p.add_argument("--combine-terms", help="nsfw/toxicity: word list (one term per line) whose distinct terms the "
+                                           "combiner counts beside the model's logit (filters.combiner)")
     p.add_argument("--sources", nargs="*", default=[],
                    help="labelled sources of filters.toxicity_data (read under --data-root, each mapped to the labels)")
     p.add_argument("--per-source", type=int, default=0,
@@ -646,6 +665,8 @@ def run_recipe(argv: list[str]) -> dict[str, Any]:
     }
     if args.combine_positive or args.combine_negative:
         metrics["combiner"] = train_combiner(args, data, out)
+    if args.combine_terms:
+        metrics["combiner"] = train_term_combiner(args, data, model, out)
     out.with_name(out.stem + ".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -707,6 +728,66 @@ def train_combiner(args: argparse.Namespace, data: Dataset, model_path: Path) ->
     }
 
 
+# ---------------------------------------------------------------- nsfw / hate: text model + word-list terms
+
+def recipe_terms(args: argparse.Namespace) -> tuple[str, ...]:
+    """The prepared terms of the recipe's --combine-terms list."""
+    from filters.combiner import prepare_terms
+
+    path = Path(args.data_root) / args.combine_terms
+    try:
+        return prepare_terms(path.read_text(encoding="utf-8").splitlines())
+    except OSError as exc:
+        raise FileNotFoundError(f"--combine-terms {path}: {exc.strerror}") from exc
+
+
+def term_rows(model: Any, examples: list[Example], pos_label: str, terms: tuple[str, ...]) -> np.ndarray:
+    """TERM_FEATURES of prepared pieces, the model's probability from the library (as `evaluate`)."""
+    from filters.classifier import line_tokens
+    from filters.combiner import term_features, term_table
+
+    table = term_table(terms)
+    return np.array([term_features(line_tokens(ex.text), positive_probability(model, ex.text, pos_label), table)
+                     for ex in examples], dtype=float).reshape(-1, 3)
+
+
+def fit_term_combiner(model: Any, held: list[Example], pos_label: str, terms: tuple[str, ...], l2: float) -> Any:
+    """The term combiner fitted on pieces `model` did not train on."""
+    from filters.combiner import TERM_FEATURES, Combiner
+
+    x, y = term_rows(model, held, pos_label, terms), np.array([ex.label == pos_label for ex in held])
+    mean, std, coef, intercept = fit_logistic(x, y, l2)
+    return Combiner(TERM_FEATURES, *(tuple(round(float(v), 6) for v in a) for a in (mean, std, coef)),
+                    round(intercept, 6), terms)
+
+
+def combined_scores(model: Any, combiner: Any, examples: list[Example], pos_label: str) -> np.ndarray:
+    """The combiner's logits of prepared pieces (the ranking its probability gives)."""
+    return np.array([combiner.logit(list(row)) for row in term_rows(model, examples, pos_label, combiner.terms)])
+
+
+def train_term_combiner(args: argparse.Namespace, data: Dataset, model: Any, model_path: Path) -> dict[str, Any]:
+    """Fit the term combiner on the held-out pieces, write `<stem>.combiner.json`, return its figures.
+    Its held-out AUC is in-sample for its four parameters (the text model's is not)."""
+    from filters.combiner import TERM_FEATURES, combiner_path
+
+    terms = recipe_terms(args)
+    combiner = fit_term_combiner(model, data.held, data.pos_label, terms, args.combine_l2)
+    path = combiner_path(model_path)
+    path.write_text(json.dumps(combiner.to_json(), indent=2) + "\n")
+    truth = [ex.label == data.pos_label for ex in data.held]
+    x = term_rows(model, data.held, data.pos_label, terms)
+    return {
+        "file": path.name,
+        "terms": {"file": args.combine_terms, "count": len(terms)},
+        "fitted_on": "the held-out pieces",
+        "l2": args.combine_l2,
+        "standardized_coef": dict(zip(TERM_FEATURES, combiner.coef)),
+        "heldout_auc": {"combined": round(roc_auc(combined_scores(model, combiner, data.held, data.pos_label), truth), 4),
+                        "text_model": round(roc_auc(x[:, 0], truth), 4), "terms": round(roc_auc(x[:, 1], truth), 4)},
+    }
+
+
 def leave_one_source_out(recipe: list[str], data_root: Path) -> list[dict[str, Any]]:
     """Cross-source figures of a recipe's text model: for each source of either class (its inputs
     in one directory, e.g. WikiText's valid and test files), a model trained without that source
@@ -747,9 +828,11 @@ def wordlist_scores(texts: list[str], wordlist: Path) -> np.ndarray:
     return np.array([len(set(pattern.findall(text))) for text in texts], dtype=float)
 
 
-def _scored(model: Any, examples: list[Example], pos_label: str, wordlist: Path) -> dict[str, Any]:
+def _scored(model: Any, combiner: Any, examples: list[Example], pos_label: str, wordlist: Path) -> dict[str, Any]:
+    """AUC of the model (with its term combiner, if any) beside the word list's on `examples`."""
     truth = [ex.label == pos_label for ex in examples]
-    scores = [positive_probability(model, ex.text, pos_label) for ex in examples]
+    scores = (combined_scores(model, combiner, examples, pos_label) if combiner is not None
+              else [positive_probability(model, ex.text, pos_label) for ex in examples])
     return {"auc": round(roc_auc(scores, truth), 4),
             "wordlist_auc": round(roc_auc(wordlist_scores([ex.text for ex in examples], wordlist), truth), 4),
             "positive": int(sum(truth)), "negative": len(truth) - int(sum(truth))}
@@ -759,34 +842,43 @@ def transfer_report(metrics_path: Path, data_root: Path, wordlist: Path, evaluat
                     ) -> dict[str, dict[str, Any]]:
     """Per labelled source of a multi-source recipe: the in-domain AUC (the trained model beside
     the metrics file, on that source's held-out part) and the leave-one-source-out AUC (the recipe
-    trained on every other source, train and held-out parts alike, tested on all of that source's
-    rows whose text it did not see), each beside the word-list baseline on the same rows. Sources
-    of `evaluate_only` (labels meaning something else) are scored by the trained model on all
-    their rows. The leave-one-out models skip quantization (5-10x faster to train; quantizing
-    moved the in-domain AUC by < 0.01 here)."""
+    trained on every other source, tested on all of that source's rows whose text it did not
+    see), each beside the word-list baseline on the same rows. A recipe with a term combiner
+    (--combine-terms) is scored with it: the left-out runs train the model on the other sources'
+    training part and fit the combiner on their held-out part, as the recipe does; without one
+    they train on both parts. Sources of `evaluate_only` (labels meaning something else) are
+    scored by the trained model on all their rows. The leave-one-out models skip quantization
+    (5-10x faster to train; quantizing moved the in-domain AUC by < 0.01 here)."""
     import fasttext
+
+    from filters.combiner import TERM_FEATURES, Combiner, combiner_path
 
     metrics_path = Path(metrics_path)
     recipe = json.loads(metrics_path.read_text())["recipe"][3:]
     args = build_parser().parse_args(recipe + ["--data-root", str(data_root)])
     data = build_dataset(args)
-    model = fasttext.load_model(str(metrics_path.with_name(metrics_path.name.removesuffix(".metrics.json") + ".ftz")))
+    model_path = metrics_path.with_name(metrics_path.name.removesuffix(".metrics.json") + ".ftz")
+    model = fasttext.load_model(str(model_path))
+    combiner = Combiner.from_file(combiner_path(model_path), TERM_FEATURES) if args.combine_terms else None
     report: dict[str, dict[str, Any]] = {"in_domain": {}, "leave_one_out": {}, "evaluated_only": {}}
     for name in args.sources:
-        report["in_domain"][name] = _scored(model, [ex for ex in data.held if ex.source == name], data.pos_label, wordlist)
+        held = [ex for ex in data.held if ex.source == name]
+        report["in_domain"][name] = _scored(model, combiner, held, data.pos_label, wordlist)
     seen = {ex.text for ex in data.train}
     for name in evaluate_only:
         rows = [ex for ex in labelled_examples([name], args, data.pos_label, data.neg_label) if ex.text not in seen]
-        report["evaluated_only"][name] = _scored(model, rows, data.pos_label, wordlist)
+        report["evaluated_only"][name] = _scored(model, combiner, rows, data.pos_label, wordlist)
     hyper = Hyper(**{**hyper_of(args).__dict__, "quantize": False})
+    terms = recipe_terms(args) if args.combine_terms else ()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sources:
             left = build_dataset(build_parser().parse_args(recipe + ["--data-root", str(data_root), "--leave-out", name]))
-            train = left.train + left.held
+            train = left.train if terms else left.train + left.held
             loso = train_fasttext(train, Path(tmp) / f"without-{name}.bin", hyper)
-            seen = {ex.text for ex in train}
+            loso_combiner = fit_term_combiner(loso, left.held, data.pos_label, terms, args.combine_l2) if terms else None
+            seen = {ex.text for ex in left.train + left.held}
             rows = [ex for ex in labelled_examples([name], args, data.pos_label, data.neg_label) if ex.text not in seen]
-            report["leave_one_out"][name] = _scored(loso, rows, data.pos_label, wordlist)
+            report["leave_one_out"][name] = _scored(loso, loso_combiner, rows, data.pos_label, wordlist)
     return report
 
 

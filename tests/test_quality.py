@@ -49,7 +49,7 @@ def test_combiner_with_other_features_is_refused(tmp_path):
     bad = {"features": ["log_chars"], "mean": [0.0], "std": [1.0], "coef": [1.0], "intercept": 0.0}
     (tmp_path / "m.combiner.json").write_text(json.dumps(bad))
     with pytest.raises(ModelError, match="features"):
-        Combiner.from_file(tmp_path / "m.combiner.json")
+        Combiner.from_file(tmp_path / "m.combiner.json", FEATURES)
 
 
 def test_fit_logistic_recovers_a_known_model():

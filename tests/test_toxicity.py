@@ -80,6 +80,40 @@ def test_api_labels_unchanged():
     assert label in ("toxic", "non-toxic") and type(p) is float
 
 
+def test_nsfw_score_is_the_combiner_over_the_model_and_the_list_terms():
+    """sieve-nsfw ships a term combiner (its card); sieve-hate does not (measured: it moved the
+    left-out sources both ways, and profanity alone is not hate)."""
+    from filters.combiner import TERM_FEATURES, term_features
+    from filters.toxicity import load_term_combiner
+
+    assert load_term_combiner("sieve-hate") is None
+    combiner, table = load_term_combiner("sieve-nsfw")
+    assert combiner.features == TERM_FEATURES and len(combiner.terms) > 300 and "ball gag" in combiner.terms
+    classifier = load_classifier("sieve-nsfw")
+    for text in ("What the f*ck, you suck", "The museum opens at nine.", ASTERISK_PAGES[0]):
+        x = term_features(classifier.tokens(text, 5000), classifier.probability(text, "nsfw", 5000), table)
+        assert nsfw_score(text) == pytest.approx(combiner.probability(x))
+    assert nsfw_score("") == 0.0 and nsfw_score(" \n ") == 0.0
+
+
+def test_terms_are_counted_once_on_the_tokens_the_model_reads():
+    from filters.classifier import line_tokens
+    from filters.combiner import distinct_terms, prepare_terms, term_table
+
+    table = term_table(prepare_terms(["Ball Gag", "fuck", "two girls one cup", "gag"]))
+    count = lambda text: distinct_terms(line_tokens(text), table)  # noqa: E731
+    assert count("fuck fuck fuck") == 1
+    assert count("a ball gag and two girls one cup") == 3  # the phrase, "gag" inside it, and the other phrase
+    assert count("two girls one") == 0 and count("the ball was gone") == 0 and count("") == 0
+    # training counts on prepared pieces, prediction on the model's tokens of the raw text: the same tokens
+    from filters.models import prepare_text
+
+    classifier = load_classifier("sieve-nsfw")
+    for text in ("SUCK MY C*CK ... F*CKING *SSH*LE", "Über Café: “quoted”, spaced f u c k", ASTERISK_PAGES[3]):
+        assert list(classifier.tokens(text, None).hashes) == list(
+            line_tokens(prepare_text(text, normalization="deobfuscate-v1")).hashes)
+
+
 def test_markup_that_marks_a_source_is_removed():
     assert clean_markup("RT @user: [USER] look at this <user> http://t.co/x #winning &amp;") == "look at this winning &"
 
@@ -149,3 +183,6 @@ def test_nsfw_recipe_reproduces_the_shipped_model(shared_data, tmp_path):
     assert again["heldout"]["auc"] == pytest.approx(shipped["heldout"]["auc"], abs=0.002)
     for name, figures in shipped.get("heldout_by_source", {}).items():
         assert again["heldout_by_source"][name]["auc"] == pytest.approx(figures["auc"], abs=0.005)
+    assert again["combiner"]["heldout_auc"] == pytest.approx(shipped["combiner"]["heldout_auc"], abs=0.002)
+    retrained = json.loads((tmp_path / "sieve-nsfw.combiner.json").read_text())
+    assert retrained["terms"] == json.loads((MODELS / "sieve-nsfw.combiner.json").read_text())["terms"]
