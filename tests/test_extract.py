@@ -102,3 +102,49 @@ def test_fallback_when_main_content_removes_everything():
 def test_edge_cases_do_not_crash(html):
     result = extract(html)
     assert result.text is None or isinstance(result.text, str)
+
+
+BLOG_POST = """<html><body><div id="page"><div class="site-content">
+<nav class="post-navigation"><a href="/older">Previous post: autumn walks</a> <a href="/newer">Next post: spring</a></nav>
+<article><h1>Mending a wooden chair</h1>
+<p>A loose chair leg is almost always a dried-out glue joint, and it can be fixed in an afternoon.</p>
+<p>Knock the joint apart with a rubber mallet, scrape off the old glue and let the wood dry fully.</p>
+<p>Apply fresh hide glue to both surfaces, clamp the leg overnight and wipe away what squeezes out.</p>
+<aside class="pullquote">Share this on your favourite social network and follow us for more</aside>
+<footer class="entry-footer">Posted in Woodwork. Tagged chairs, glue.</footer></article>
+<div id="comments"><h2>2 comments</h2>
+<ol class="comment-list"><li class="comment"><p>Worked on my grandmother's rocking chair, thank you for the steps.</p></li></ol>
+<div id="respond" class="comment-respond"><h3 id="reply-title">Leave a Reply</h3>
+<form id="commentform" class="comment-form"><p class="comment-notes">Your email address will not be published.
+Required fields are marked</p><textarea name="comment"></textarea><input type="submit" value="Post Comment"></form></div>
+</div></div><footer id="colophon">Proudly powered by a blogging engine. Privacy policy.</footer></div></body></html>"""
+
+
+def test_markup_boilerplate_removed_content_and_comments_kept():
+    """footer/nav/aside and the comment form go; the article and the comments people wrote stay."""
+    text = html_to_text(BLOG_POST)
+    for kept in ("Mending a wooden chair", "dried-out glue joint", "clamp the leg overnight", "rocking chair"):
+        assert kept in text, kept
+    for dropped in ("Previous post", "Share this", "Posted in Woodwork", "Leave a Reply", "will not be published",
+                    "Proudly powered"):
+        assert dropped not in text, dropped
+    assert "Previous post" in html_to_text(BLOG_POST, main_content=False)  # the whole-text mode prunes nothing
+
+
+def test_forum_thread_keeps_every_post():
+    posts = [f"Reply {i}: I had the same fault with the pump, and replacing the seal number {i} fixed it for me."
+             for i in range(8)]
+    html = ("<html><body><nav><a href='/'>Forum index</a></nav><div class='thread'><h1>Pump leaks after winter</h1>"
+            + "".join(f"<div class='post'><div class='author'>user{i}</div><p>{p}</p><footer>Report post</footer></div>"
+                      for i, p in enumerate(posts))
+            + "</div></body></html>")
+    text = html_to_text(html)
+    assert all(post in text for post in posts)
+    assert "Report post" not in text and "Forum index" not in text
+
+
+def test_navigation_only_page_falls_back_to_its_text():
+    """Pruning never empties a page: a page that is only navigation keeps its visible text, flagged."""
+    html = "<html><body><nav>" + "".join(f"<a href='/{i}'>Section {i}</a> " for i in range(30)) + "</nav></body></html>"
+    result = extract(html)
+    assert result.text and "Section 29" in result.text and result.fallback
