@@ -120,7 +120,7 @@ Required fields are marked</p><textarea name="comment"></textarea><input type="s
 </div></div><footer id="colophon">Proudly powered by a blogging engine. Privacy policy.</footer></div></body></html>"""
 
 
-def test_markup_boilerplate_removed_content_and_comments_kept():
+def test_markup_boilerplate_and_blog_comments_removed_article_kept():
     """footer/nav/aside, the comment list and the comment form go; the article stays."""
     text = html_to_text(BLOG_POST)
     for kept in ("Mending a wooden chair", "dried-out glue joint", "clamp the leg overnight"):
