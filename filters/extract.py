@@ -34,10 +34,10 @@ Tried and not adopted, each as an addition: forms (forum 0.668), widget/sidebar 
 (content wrappers carry them too: 0.743 | 0.815 overall, article 0.805), captions (collection
 0.656 -> 0.636), cookie/consent/newsletter classes (article 0.917 -> 0.896), author boxes,
 related posts, share bars, breadcrumbs, post meta (each within +-0.001), `[role=banner]` (listing
-0.654 -> 0.650), `[hidden]`/`aria-hidden` (collection 0.662 -> 0.644, product 0.571 -> 0.558:
-sliders and tabs hide content until clicked), screen-reader-only text (within +-0.001), and cutting the page
-to its single article-body container (`articleBody`, `.entry-content`, ...: 0.799 | 0.864, recall
-0.913 -> 0.865: titles, lead paragraphs and galleries sit outside it).
+0.653 -> 0.650), `[hidden]`/`aria-hidden` (collection 0.662 -> 0.644, product 0.571 -> 0.558:
+sliders and tabs hide content until clicked), screen-reader-only text (within +-0.001), and
+cutting the page to its single article-body container (`articleBody`, `.entry-content`, ...:
+0.799 | 0.864, recall 0.913 -> 0.865: titles, lead paragraphs and galleries sit outside it).
 """
 from __future__ import annotations
 
