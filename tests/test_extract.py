@@ -146,6 +146,39 @@ def test_aria_landmarks_and_legacy_footer_removed():
         assert dropped not in text, dropped
 
 
+STEPS = "".join(f"<p>Step {i}: loosen the roots gently, cut away the dead ones and use fresh bark mix.</p>"
+                for i in range(8))
+
+
+def _trimmed_page(before_title: str = "", title: str = "<h1>Repotting an orchid</h1>", after: str = STEPS,
+                  head: str = "Repotting an orchid | Garden blog") -> str:
+    return (f"<html><head><title>{head}</title></head><body><div class='content'><div class='crumbs'>Home / Garden / Orchids</div>"
+            f"<div class='promo'>Spring sale: 20% off all pots this week</div>{before_title}{title}{after}"
+            "<h3>Related posts</h3><ul><li><a href='/a'>Ten houseplants</a></li><li><a href='/b'>Ferns</a></li></ul>"
+            "</div></body></html>")
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_text_before_the_title_and_trailing_related_block_cut(markdown):
+    """Breadcrumbs and banners before the line that is the page's <title> (or a part of it) and a
+    "Related posts" block at the end go."""
+    text = html_to_text(_trimmed_page(), markdown=markdown)
+    assert text.lstrip("# ").startswith("Repotting an orchid") and "Step 7" in text
+    for dropped in ("Home / Garden", "Spring sale", "Related posts", "Ten houseplants"):
+        assert dropped not in text, dropped
+
+
+def test_trimming_keeps_content_it_cannot_be_sure_of():
+    """Long text before the title, a title that is no line of the text, or a "related" heading
+    mid-text: nothing is cut."""
+    intro = "".join(f"<p>Intro {i}: orchids came to Europe in the eighteenth century with the botanists.</p>"
+                    for i in range(12))
+    assert "Intro 11" in html_to_text(_trimmed_page(before_title=intro))
+    assert "Spring sale" in html_to_text(_trimmed_page(head="Garden blog: orchids, ferns and palms"))
+    middle = html_to_text(_trimmed_page(after="<h2>See also</h2>" + STEPS + STEPS))
+    assert "See also" in middle and middle.count("Step 7") == 2
+
+
 @pytest.mark.parametrize("thread,end", [("<div class='thread'>", "</div>"), ("<section id='comments'>", "</section>")])
 def test_forum_thread_keeps_every_post(thread, end):
     """Forum software often holds the posts in #comments: a bare #comments is not boilerplate."""
