@@ -40,7 +40,10 @@ trafilatura-eval: 0.836 | 0.867 -> title 0.837 | 0.870, tail 0.837 | 0.867, both
 title share of 0.3 and a tail share of 0.2 or 0.5. The page's only <h1> as the anchor scored
 +0.001 more (product 0.582) but finding it costs ~160 us a page (a walk of the DOM; the <title> is
 5 us): ~7% of the extraction, which the 10x speed margin over trafilatura cannot pay. The first of
-several <h1>s: forum 0.744 -> 0.740; prepending an <h1> the text lacks: -0.001.
+several <h1>s: forum 0.744 -> 0.740; prepending an <h1> the text lacks: -0.001. Tail headings
+tried beside `TAIL_HEADING`: comment counts and "Leave a reply" (forum 0.743 -> 0.741, listing
+0.656 -> 0.654), "Reviews"/"Customer reviews" (product 0.579 -> 0.583, service 0.817 -> 0.816; not
+adopted: on many shops the reviews are the page's content).
 Tried and not adopted, each as an addition: forms (forum 0.668), widget/sidebar classes
 (content wrappers carry them too: 0.743 | 0.815 overall, article 0.805), captions (collection
 0.656 -> 0.636), cookie/consent/newsletter classes (article 0.917 -> 0.896), author boxes,
