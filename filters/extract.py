@@ -171,13 +171,14 @@ def _title_offset(text: str, titles: set[str], markdown: bool, limit: float) -> 
     precede it; else 0."""
     found = []
     for title in titles:
-        i = text.find(title, 0, int(limit) + len(title))
+        stop = int(limit) + len(title)
+        i = text.find(title, 0, stop)
         while i >= 0:
             start, end = _line_at(text, i)
             if _reads_as(text[start:end], markdown) == title:
                 found.append(start)
                 break
-            i = text.find(title, i + 1, int(limit) + len(title))
+            i = text.find(title, i + 1, stop)
     return min(found, default=0)
 
 
@@ -195,12 +196,11 @@ def _tail_offset(text: str, start: int, markdown: bool, share: float) -> int:
     return len(text)
 
 
-def _trim_to_headings(text: str, tree: HTMLTree, markdown: bool) -> str:
+def _trim_to_title_and_tail(text: str, tree: HTMLTree, markdown: bool) -> str:
     """`text` without what precedes the page's title and what follows a heading that opens a
     trailing recommendation block (TITLE_CUT_SHARE, TAIL_CUT_SHARE of the text). Offsets, not a
     list of lines: the texts run to hundreds of kilobytes."""
-    titles = _title_lines(tree)
-    start = _title_offset(text, titles, markdown, TITLE_CUT_SHARE * len(text)) if titles else 0
+    start = _title_offset(text, _title_lines(tree), markdown, TITLE_CUT_SHARE * len(text))
     return text[start:_tail_offset(text, start, markdown, TAIL_CUT_SHARE)].strip()
 
 
@@ -226,7 +226,7 @@ def extract(html: bytes | str, *, main_content: bool = True, encoding: str | Non
     whole text only for short main content (under FALLBACK_CHECK_CHARS), from the pruned page, or
     from the page as it came when pruning left no text at all (a page that is only navigation).
     Main content that is not a fallback is then trimmed to start at the page's title and to end
-    before a trailing "related" heading (`_trim_to_headings`)."""
+    before a trailing "related" heading (`_trim_to_title_and_tail`)."""
     if isinstance(html, bytes):
         html = decode_html(html, encoding)
     if not html or not html.strip():
@@ -242,7 +242,7 @@ def extract(html: bytes | str, *, main_content: bool = True, encoding: str | Non
         if len(text) < FALLBACK_SHARE * len(whole):
             text, fallback = whole, True
     if main_content and not fallback and text:
-        text = _trim_to_headings(text, tree, markdown)
+        text = _trim_to_title_and_tail(text, tree, markdown)
     return Extraction(text or None, fallback and bool(text))
 
 

@@ -131,12 +131,14 @@ def test_markup_boilerplate_and_blog_comments_removed_article_kept():
     assert "Previous post" in html_to_text(BLOG_POST, main_content=False)  # the whole-text mode prunes nothing
 
 
+STEPS = "".join(f"<p>Step {i}: loosen the roots gently, cut away the dead ones and use fresh bark mix.</p>"
+                for i in range(8))
+
+
 def test_aria_landmarks_and_legacy_footer_removed():
     """Pre-HTML5 templates mark navigation and footers by role, id or class instead of by tag."""
     html = ("<html><body><div role='navigation'><a href='/'>Home</a> <a href='/shop'>Shop the spring sale</a></div>"
-            "<div class='content'><h1>Repotting an orchid</h1>"
-            + "".join(f"<p>Step {i}: loosen the roots gently, cut away the dead ones and use fresh bark mix.</p>"
-                      for i in range(6))
+            "<div class='content'><h1>Repotting an orchid</h1>" + STEPS
             + "</div><div role='complementary'>Popular this week: ten houseplants</div>"
               "<div id='footer'>Imprint and terms of use</div><div class='footer'>Newsletter sign-up</div>"
               "</body></html>")
@@ -144,10 +146,6 @@ def test_aria_landmarks_and_legacy_footer_removed():
     assert "Repotting an orchid" in text and "Step 5" in text
     for dropped in ("spring sale", "Popular this week", "Imprint", "Newsletter"):
         assert dropped not in text, dropped
-
-
-STEPS = "".join(f"<p>Step {i}: loosen the roots gently, cut away the dead ones and use fresh bark mix.</p>"
-                for i in range(8))
 
 
 def _trimmed_page(before_title: str = "", title: str = "<h1>Repotting an orchid</h1>", after: str = STEPS,
