@@ -167,14 +167,43 @@ def test_text_before_the_title_and_trailing_related_block_cut(markdown):
 
 
 def test_trimming_keeps_content_it_cannot_be_sure_of():
-    """Long text before the title, a title that is no line of the text, or a "related" heading
-    mid-text: nothing is cut."""
+    """Long text before the title, a title that is no line of the text, a "related" heading
+    mid-text, a closing "See also" list, or short lines that are most of the text: nothing is cut."""
     intro = "".join(f"<p>Intro {i}: orchids came to Europe in the eighteenth century with the botanists.</p>"
                     for i in range(12))
     assert "Intro 11" in html_to_text(_trimmed_page(before_title=intro))
     assert "Spring sale" in html_to_text(_trimmed_page(head="Garden blog: orchids, ferns and palms"))
     middle = html_to_text(_trimmed_page(after="<h2>See also</h2>" + STEPS + STEPS))
     assert "See also" in middle and middle.count("Step 7") == 2
+    wiki = html_to_text(_trimmed_page(after=STEPS + "<h2>See also</h2><ol><li>Potting mixes for epiphytes</li>"
+                                                     "<li>Orchid roots and their velamen</li></ol>"))
+    assert "See also" in wiki and "velamen" in wiki  # on wikis and in documentation "See also" is content
+    poem = "".join(f"<p>Verse {i}: the orchid waits</p>" for i in range(12))  # short lines, most of the text
+    assert "Verse 11" in html_to_text(_trimmed_page(after=poem))
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_trailing_short_lines_and_a_german_related_block_cut(markdown):
+    """The text ends at its last line of prose: a byline, a date, "Back to top" and a "Das könnte
+    Sie auch interessieren" block after it go."""
+    tail = ("<p>Posted by Anna</p><p>12.03.2024</p><p><a href='#top'>Back to top</a></p>"
+            "<h3>Das könnte Sie auch interessieren</h3><p><a href='/c'>Kakteen im Winter: so überleben sie die Kälte "
+            "und den trockenen Raum</a></p>")
+    text = html_to_text(_trimmed_page(after=STEPS + tail).replace("<h3>Related posts</h3>", ""), markdown=markdown)
+    assert text.endswith("use fresh bark mix."), text[-80:]
+    for dropped in ("Posted by Anna", "12.03.2024", "Back to top", "interessieren", "Kakteen"):
+        assert dropped not in text, dropped
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_a_final_list_or_code_block_is_kept(markdown):
+    """Short lines that are list items or code are content, not a trailing byline."""
+    items = "<p>What you need:</p><ol>" + "".join(f"<li>A clay pot of {i} cm</li>" for i in range(9, 16)) + "</ol>"
+    code = "<pre><code>pot = 12\nbark = 3\nwater()</code></pre>"
+    for ending, kept in ((items, ("A clay pot of 9 cm", "A clay pot of 15 cm")), (code, ("pot = 12", "water()"))):
+        text = html_to_text(_trimmed_page(after=STEPS + ending).replace("<h3>Related posts</h3>", ""),
+                            markdown=markdown)
+        assert all(k in text for k in kept), text[-120:]
 
 
 @pytest.mark.parametrize("thread,end", [("<div class='thread'>", "</div>"), ("<section id='comments'>", "</section>")])
