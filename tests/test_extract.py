@@ -213,12 +213,14 @@ def test_a_final_list_table_or_code_block_is_kept(markdown):
 def test_a_description_printed_twice_is_kept_once(markdown):
     """Shops print the description once per layout (desktop, mobile): the second copy goes."""
     desc = ("<p>A wheel-thrown stoneware mug with a matte speckled glaze, made by hand in our studio.</p>"
-            "<p>Size: 9.5 x 13 cm</p><p>Volume: 350 ml</p><p>Safe in the dishwasher and the microwave.</p>")
+            "<p>Size: 9.5 x 13 cm</p><ol><li>Thrown and glazed by hand in our Bristol studio</li><li>Lead-free glaze, fired twice</li></ol>"
+            "<p>Volume: 350 ml</p><p>Safe in the dishwasher and the microwave.</p>")
     html = ("<html><head><title>Speckled mug | Studio shop</title></head><body><div class='product'>"
             f"<h1>Speckled mug</h1><p>$60.00</p><div class='desktop'>{desc}</div><div class='mobile'>{desc}</div>"
             "</div></body></html>")
     text = html_to_text(html, markdown=markdown)
     assert text.count("wheel-thrown") == 1 and text.count("Volume: 350 ml") == 1 and "$60.00" in text
+    assert text.count("Lead-free glaze") == 1  # its list goes with the repeated run
     assert "\n\n\n" not in text
 
 
