@@ -195,6 +195,38 @@ def test_trailing_short_lines_and_a_german_related_block_cut(markdown):
         assert dropped not in text, dropped
 
 
+TEASERS = "".join(f"<p><a href='/p{i}'>Teaser {i}: how we moved forty palms into the winter garden in a day</a></p>"
+                  for i in range(5))
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_a_recommendation_block_heading_cuts_further_back_than_a_label(markdown):
+    """A heading that names a recommendation block ("You may also like", "Ähnliche Beiträge")
+    cuts it even when the block is ~40% of the text; "Read more", which also stands for a link
+    in mid-article, only cuts within the last 30%."""
+    for heading in ("You may also like", "Ähnliche Beiträge"):
+        page = _trimmed_page(after=STEPS + f"<h3>{heading}</h3>" + TEASERS).replace("<h3>Related posts</h3>", "")
+        text = html_to_text(page, markdown=markdown)
+        assert "Step 7" in text and "Teaser" not in text and heading not in text, heading
+    page = _trimmed_page(after=STEPS + "<p>Read more</p>" + TEASERS).replace("<h3>Related posts</h3>", "")
+    assert "Teaser 4" in html_to_text(page, markdown=markdown)
+
+
+def test_cookie_banners_and_newsletter_signups_removed():
+    """Consent managers' banners and sign-up widgets are removed by their element ids; text about
+    cookies (the baked kind, in an element named after them) stays."""
+    html = ("<html><body><div id='cookie-notice'><p>We use cookies to improve your experience. By clicking "
+            "Accept you agree to our use of cookies and similar tracking technologies.</p></div>"
+            "<div class='content'><h1>Oat cookies</h1><div class='cookie-recipe'>" + STEPS.replace("roots", "oats")
+            + "</div></div><div id='mc_embed_signup'><p>Subscribe to our newsletter and get every new recipe "
+              "straight to your inbox.</p></div><div id='onetrust-consent-sdk'>We and our 977 partners store and "
+              "access personal data on your device.</div></body></html>")
+    text = html_to_text(html)
+    assert "Oat cookies" in text and "loosen the oats" in text
+    for dropped in ("We use cookies", "Subscribe", "977 partners"):
+        assert dropped not in text, dropped
+
+
 @pytest.mark.parametrize("markdown", [False, True])
 def test_a_final_list_table_or_code_block_is_kept(markdown):
     """Short lines that are list items, table rows or code are content, not a trailing byline."""
