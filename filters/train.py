@@ -379,6 +379,8 @@ class Hyper:
     lr: float = 0.5
     dim: int = 64
     word_ngrams: int = 2
+    minn: int = 0  # character n-grams of minn..maxn letters (0: whole words only, fastText's supervised default)
+    maxn: int = 0
     min_count: int = 2
     bucket: int = 200_000
     quantize: bool = True
@@ -410,7 +412,8 @@ def _fit_and_save(train_path: str, out: str, hyper: Hyper) -> None:
     import fasttext
 
     model = fasttext.train_supervised(input=train_path, epoch=hyper.epoch, lr=hyper.lr, dim=hyper.dim,
-                                      wordNgrams=hyper.word_ngrams, minCount=hyper.min_count,
+                                      wordNgrams=hyper.word_ngrams, minn=hyper.minn, maxn=hyper.maxn,
+                                      minCount=hyper.min_count,
                                       bucket=hyper.bucket, thread=1, seed=hyper.seed, verbose=0)
     if hyper.quantize:
         model.quantize(input=train_path, qnorm=True, retrain=True, cutoff=hyper.cutoff, thread=1, verbose=0)
@@ -459,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=Hyper.lr)
     p.add_argument("--dim", type=int, default=Hyper.dim)
     p.add_argument("--word-ngrams", type=int, default=Hyper.word_ngrams)
+    p.add_argument("--minn", type=int, default=Hyper.minn, help="shortest character n-gram (0: none)")
+    p.add_argument("--maxn", type=int, default=Hyper.maxn, help="longest character n-gram")
     p.add_argument("--min-count", type=int, default=Hyper.min_count)
     p.add_argument("--bucket", type=int, default=Hyper.bucket)
     p.add_argument("--cutoff", type=int, default=Hyper.cutoff, help="words+ngrams kept by quantization")
@@ -633,8 +638,9 @@ def balance_sources(examples: list[Example], names: set[str], per_source: int, s
 
 
 def hyper_of(args: argparse.Namespace) -> Hyper:
-    return Hyper(epoch=args.epoch, lr=args.lr, dim=args.dim, word_ngrams=args.word_ngrams, min_count=args.min_count,
-                 bucket=args.bucket, quantize=not args.no_quantize, cutoff=args.cutoff, seed=args.seed)
+    return Hyper(epoch=args.epoch, lr=args.lr, dim=args.dim, word_ngrams=args.word_ngrams, minn=args.minn,
+                 maxn=args.maxn, min_count=args.min_count, bucket=args.bucket, quantize=not args.no_quantize,
+                 cutoff=args.cutoff, seed=args.seed)
 
 
 def run_recipe(argv: list[str]) -> dict[str, Any]:
