@@ -294,3 +294,29 @@ def test_navigation_only_page_falls_back_to_its_text():
     html = "<html><body><nav>" + "".join(f"<a href='/{i}'>Section {i}</a> " for i in range(30)) + "</nav></body></html>"
     result = extract(html)
     assert result.text and "Section 29" in result.text and result.fallback
+
+
+TODO_ITEMS = ("<li>Book the <a href='/ferry'>ferry to the island</a> at least two weeks ahead of the trip.</li>"
+              "<li>Pack the <a href='/tent'>two-person tent</a> and check that every pole is in its bag.</li>"
+              "<li>Print the <a href='/map'>trail map</a> because the phone signal is weak past the lake.</li>")
+RELATED_ITEMS = ("<li><a href='/p1'>Ten quiet campsites</a><span>Where to sleep away from the crowds.</span></li>"
+                 "<li><a href='/p2'>Choosing a stove</a><span>Gas, alcohol or wood, compared side by side.</span></li>"
+                 "<li><a href='/p3'>Rain gear on a budget</a><span>Jackets that stay dry for under 80 euros.</span></li>")
+
+
+def test_a_content_list_with_a_link_per_item_is_kept_and_link_lists_go():
+    """resiliparse drops any <ul> dense with links: a to-do list in an article keeps its items (as
+    text), while a menu and a box of related posts with excerpts beside the article still go (unlinked,
+    resiliparse would keep that box too)."""
+    html = ("<html><body><div class='menu'><ul><li><a href='/'>Home</a></li><li><a href='/trips'>Trips</a></li>"
+            "<li><a href='/gear'>Gear</a></li><li><a href='/about'>About us</a></li></ul></div>"
+            "<div class='page'><div class='content'><div class='post'><h1>Planning a weekend on the island</h1>"
+            "<p>A short trip still needs planning: the ferry fills up early in summer and the campsite is basic.</p>"
+            f"<ul>{TODO_ITEMS}</ul>"
+            "<p>With these done, the rest of the weekend is walking, swimming and cooking on the beach.</p></div></div>"
+            f"<div class='extra'><div class='box'><ul>{RELATED_ITEMS}</ul></div></div></div></body></html>")
+    text = html_to_text(html)
+    for kept in ("ferry to the island", "two-person tent", "every pole is in its bag", "trail map"):
+        assert kept in text, kept
+    for dropped in ("About us", "Ten quiet campsites", "Gas, alcohol or wood"):
+        assert dropped not in text, dropped
