@@ -279,7 +279,8 @@ def _prune_boilerplate(tree: HTMLTree) -> None:
 
 def _is_content_list(ul: DOMNode) -> bool:
     """Whether `ul` (a list with no list inside) is content, not links: its items hold text outside
-    their links, styles and scripts (CONTENT_LIST_ITEM_CHARS each) and it sits in running text or in <main>/<article>."""
+    their links, styles and scripts (CONTENT_LIST_ITEM_CHARS each) and it sits in running text or
+    in <main>/<article>."""
     markup = ul.html
     min_chars = CONTENT_LIST_ITEM_CHARS * max(1, markup.count("<li"))
     if len(ul.text) < min_chars or "<a" not in markup:
