@@ -320,3 +320,46 @@ def test_a_content_list_with_a_link_per_item_is_kept_and_link_lists_go():
         assert kept in text, kept
     for dropped in ("About us", "Ten quiet campsites", "Gas, alcohol or wood"):
         assert dropped not in text, dropped
+
+
+ARTICLE_PARAGRAPHS = "".join(
+    f"<p>{sentence} The harbour office publishes the timetable a month ahead, and the last boat back leaves at "
+    "six in the evening, so a day trip needs an early start from the mainland.</p>"
+    for sentence in ("The island has one ferry a day in winter.", "In summer there are four crossings.",
+                     "Bicycles travel free on every crossing.", "Cars must be booked a week ahead."))
+AFTER_THE_ARTICLE = (
+    "<div class='more-stories'><h3>More from the coast</h3><p>Lighthouse keepers of the northern cape tell how "
+    "the lamps were tended by hand until the nineteen sixties, night after night.</p></div>"
+    "<div class='responses'><h3>4 responses</h3><p>Mara wrote: we took the early boat last July and it was "
+    "packed with hikers, so do book the return crossing in advance.</p></div>")
+
+
+def _ferry_page(og_type: str) -> str:
+    head = f"<meta property='og:type' content='{og_type}'>" if og_type else ""
+    return (f"<html><head>{head}<title>Getting to the island</title></head><body><div class='wrap'>"
+            "<h1>Getting to the island</h1><div class='entry-content'>" + ARTICLE_PARAGRAPHS + "</div>"
+            + AFTER_THE_ARTICLE + "</div></body></html>")
+
+
+def test_an_article_page_ends_with_its_article_body():
+    """A page whose og:type is article loses what follows its article body (more stories, comments),
+    which resiliparse keeps as prose; a page that does not declare itself an article keeps it."""
+    article = html_to_text(_ferry_page("article"))
+    assert "Getting to the island" in article and "last boat back leaves at six" in article
+    assert "Lighthouse keepers" not in article and "Mara wrote" not in article
+    for og_type in ("", "website"):
+        page = html_to_text(_ferry_page(og_type))
+        assert "last boat back leaves at six" in page and "Lighthouse keepers" in page and "Mara wrote" in page
+
+
+def test_a_short_or_split_article_body_does_not_cut_the_page():
+    """A teaser container under ARTICLE_BODY_MIN_CHARS, or two candidate bodies side by side, leave the
+    page whole: cutting after either would drop the article."""
+    teaser = _ferry_page("article").replace("<div class='entry-content'>", "<div class='entry-content'><p>Short "
+                                            "teaser.</p></div><div>", 1)
+    split = _ferry_page("article").replace("</div><div class='more-stories'>",
+                                           "</div><div class='post-content'><p>A second body.</p></div>"
+                                           "<div class='more-stories'>", 1)
+    for html in (teaser, split):
+        text = html_to_text(html)
+        assert "last boat back leaves at six" in text and "Mara wrote" in text
