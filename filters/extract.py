@@ -163,9 +163,9 @@ CONTENT_LIST_ITEM_CHARS = 12
 CONTENT_LIST_PARAGRAPH_CHARS = 40
 _PRUNE_AND_LIST_QUERY = _BOILERPLATE_QUERY + ", ul"
 # A page that declares itself an article (og:type) ends with its article body: related posts,
-# comments and promotions after it go, when the body's containers (the first of these selectors to
-# match, and any matches inside it) nest one chain and hold ARTICLE_BODY_MIN_CHARS (a teaser
-# container must not cut the page).
+# comments and promotions after it go, when the matches of these selectors nest one inside the
+# other (the body is the outermost) and the body holds ARTICLE_BODY_MIN_CHARS (a teaser container
+# must not cut the page).
 ARTICLE_BODY_SELECTORS = (
     '[itemprop="articleBody"]', ".entry-content", ".article-body", ".post-content", ".article__body",
     ".story-body", "article",
@@ -306,7 +306,7 @@ def _article_body(tree: HTMLTree) -> DOMNode | None:
     """The article body of a page whose og:type is article: the outermost ARTICLE_BODY_SELECTORS
     match, when every match nests inside the one before it and it holds ARTICLE_BODY_MIN_CHARS
     (None otherwise: no body, or several candidates side by side)."""
-    if tree.head is None or tree.body is None:
+    if tree.head is None:
         return None
     og_type = tree.head.query_selector(_ARTICLE_TYPE_QUERY)
     if og_type is None or (og_type.getattr("content") or "").strip().lower() != "article":
